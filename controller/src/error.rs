@@ -1,0 +1,69 @@
+//! Why a reconcile did not reach Ready, typed by what happens next.
+
+use std::time::Duration;
+
+use cloudkit_reconcilers::CloudError;
+use thiserror::Error;
+
+/// A reconcile that did not converge, as the user will read it in the conditions.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum Failure {
+    /// A human must act (fix the spec, create the ProviderConfig…); retried slowly in case
+    /// the fix happens outside this object.
+    #[error("{message}")]
+    Stalled { reason: String, message: String },
+    /// Passing trouble; retried with jittered exponential backoff.
+    #[error("{message}")]
+    Retrying {
+        reason: String,
+        message: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Failure {
+    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Self::Stalled {
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Stalled { reason, .. } | Self::Retrying { reason, .. } => reason,
+        }
+    }
+}
+
+impl From<CloudError> for Failure {
+    fn from(err: CloudError) -> Self {
+        let reason = err.reason().to_owned();
+        if err.is_retryable() {
+            Self::Retrying {
+                reason,
+                after: err.retry_after(),
+                message: err.to_string(),
+            }
+        } else {
+            Self::Stalled {
+                reason,
+                message: err.to_string(),
+            }
+        }
+    }
+}
+
+/// What makes a reconcile itself fail (as opposed to reporting a Failure in status).
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("status could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// Cleanup could not finish; the finalizer stays until it does.
+    #[error("cleanup blocked: {0}")]
+    Cleanup(Failure),
+    #[error("finalizer handling failed: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}

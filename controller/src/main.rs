@@ -1,0 +1,203 @@
+#![forbid(unsafe_code)]
+//! `cloudkit`: the CloudKit controller and its tools.
+
+mod backoff;
+mod error;
+mod kinds;
+mod metrics;
+mod provider;
+mod reconcile;
+mod status;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cloudkit_crds::{Bucket, ProviderConfig};
+use cloudkit_reconcilers::Clouds;
+use futures::StreamExt;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use crate::backoff::Backoff;
+use crate::kinds::ManagedKind;
+use crate::metrics::Metrics;
+use crate::reconcile::Context;
+
+/// CloudKit: one Kubernetes API for buckets, tables, queues, topics and functions on AWS,
+/// Azure and GCP.
+#[derive(Parser)]
+#[command(name = "cloudkit", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller: watch CloudKit resources and make the clouds match them.
+    ///
+    /// Connects to Kubernetes like kubectl does (in-cluster service account, else
+    /// KUBECONFIG or ~/.kube/config). Log level comes from RUST_LOG (default `info`).
+    Controller(ControllerArgs),
+    /// Print the CustomResourceDefinitions as YAML, e.g. `cloudkit crds | kubectl apply -f -`.
+    Crds,
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Address for /metrics (Prometheus), /healthz and /readyz.
+    #[arg(long, env = "CLOUDKIT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format: `json` for log collectors, `pretty` for people.
+    #[arg(long, env = "CLOUDKIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CLOUDKIT_NAMESPACE")]
+    namespace: Option<String>,
+    /// Reconciles of one kind that may run at once.
+    #[arg(long, env = "CLOUDKIT_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crds => match cloudkit_crds::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: could not render the CRDs: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Controller(args) => {
+            init_logging(args.log_format);
+            match run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn api<K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<K> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::try_default().await.map_err(|e| {
+        format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}")
+    })?;
+    let namespace = args.namespace.as_deref();
+    let metrics = Arc::new(Metrics::default());
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+
+    // ProviderConfigs are read on every reconcile: keep them in a watch cache.
+    let (configs, writer) = reflector::store();
+    let config_watch = reflector::reflector(writer, watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|event| async {
+            if let Err(e) = event {
+                error!("watching ProviderConfigs (are the CRDs installed? `cloudkit crds | kubectl apply -f -`): {e}");
+            }
+        });
+    let config_watch = tokio::spawn(config_watch);
+    configs
+        .wait_until_ready()
+        .await
+        .map_err(|e| format!("ProviderConfig cache: {e}"))?;
+
+    let reporter = Reporter {
+        controller: "cloudkit".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        clouds: Clouds::default(),
+        provider_configs: configs,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        backoff: Backoff::default(),
+    });
+    metrics.set_ready();
+    info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "controller started"
+    );
+    run_kind::<Bucket>(&client, namespace, args.concurrency, ctx).await;
+
+    config_watch.abort();
+    server.abort();
+    info!("controller stopped");
+    Ok(())
+}
+
+/// Runs the generic loop for one kind until a shutdown signal.
+async fn run_kind<K: ManagedKind>(
+    client: &Client,
+    namespace: Option<&str>,
+    concurrency: u16,
+    ctx: Arc<Context>,
+) {
+    let controller = Controller::new(api::<K>(client, namespace), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let objects = controller.store();
+    // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
+    // re-reconciles the objects that use it, instead of waiting for their backoff.
+    controller
+        .watches(
+            api::<ProviderConfig>(client, namespace),
+            watcher::Config::default(),
+            move |config| {
+                let (ns, name) = (config.namespace(), config.name_any());
+                objects
+                    .state()
+                    .into_iter()
+                    .filter(|o| o.namespace() == ns && o.managed().provider_config_ref.name == name)
+                    .map(|o| ObjectRef::from_obj(&*o))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(|result| async {
+            if let Err(e) = result {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,160 @@
+//! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub kind: String,
+    pub reason: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<KindLabel, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    duration: Family<KindLabel, Histogram>,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cloudkit");
+        let reconciles = Family::<KindLabel, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that did not reach Ready, by kind and reason",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took, by kind",
+            duration.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, kind: &str, took: Duration) {
+        let label = KindLabel {
+            kind: kind.to_owned(),
+        };
+        self.reconciles.get_or_create(&label).inc();
+        self.duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn failed(&self, kind: &str, reason: &str) {
+        self.failures
+            .get_or_create(&FailureLabels {
+                kind: kind.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Ready once the caches are filled and the controllers run.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    axum::serve(listener, app).await
+}
+
+async fn render(
+    State(metrics): State<Arc<Metrics>>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let content_type = [(
+        "content-type",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )];
+    match metrics.render() {
+        Ok(body) => (StatusCode::OK, content_type, body),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            content_type,
+            String::new(),
+        ),
+    }
+}
+
+async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
+    if metrics.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_by_kind_and_reason() {
+        let m = Metrics::default();
+        m.reconciled("Bucket", Duration::from_millis(20));
+        m.failed("Bucket", "InvalidSpec");
+        let text = m.render().expect("renders");
+        assert!(
+            text.contains("cloudkit_reconciles_total{kind=\"Bucket\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cloudkit_reconcile_failures_total{kind=\"Bucket\",reason=\"InvalidSpec\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("cloudkit_reconcile_duration_seconds_count{kind=\"Bucket\"} 1"),
+            "{text}"
+        );
+    }
+}

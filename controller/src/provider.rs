@@ -1,0 +1,187 @@
+//! Turns a resource's `providerConfigRef` into a ProviderContext a backend can use.
+
+use std::time::Duration;
+
+use cloudkit_crds::provider_config::{Cloud, CredentialsSource, ProviderConfig};
+use cloudkit_crds::validation;
+use cloudkit_reconcilers::{ProviderContext, ResolvedCredentials};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+
+use crate::error::Failure;
+
+/// How often resources are re-observed when the ProviderConfig does not say.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+const DEFAULT_AWS_REGION: &str = "us-east-1";
+
+pub struct ResolvedProvider {
+    pub ctx: ProviderContext,
+    pub resync: Duration,
+}
+
+/// Looks the ProviderConfig up in the watch cache (no API call) and reads its Secret.
+pub async fn resolve(
+    client: &Client,
+    configs: &Store<ProviderConfig>,
+    namespace: &str,
+    name: &str,
+) -> Result<ResolvedProvider, Failure> {
+    let config = configs.get(&ObjectRef::new(name).within(namespace)).ok_or_else(|| {
+        Failure::stalled(
+            "ProviderConfigNotFound",
+            format!(
+                "ProviderConfig '{name}' not found in namespace '{namespace}': create it, or set \
+                 spec.providerConfigRef.name to an existing one"
+            ),
+        )
+    })?;
+    let spec = &config.spec;
+    validation::provider_config(spec).map_err(|e| {
+        Failure::stalled(
+            "InvalidProviderConfig",
+            format!("ProviderConfig '{name}' is invalid: {e}"),
+        )
+    })?;
+    let credentials = match spec.credentials.source {
+        CredentialsSource::Secret => {
+            let secret_name = spec
+                .credentials
+                .secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .unwrap_or_default();
+            let secret = read_secret(client, namespace, secret_name, name).await?;
+            static_credentials(spec.provider, &secret, secret_name)?
+        }
+        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity => {
+            ResolvedCredentials::Ambient
+        }
+    };
+    let region = match spec.provider {
+        Cloud::Aws => spec
+            .region
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AWS_REGION.to_owned()),
+        Cloud::Azure | Cloud::Gcp => spec.region.clone().unwrap_or_default(),
+    };
+    let resync = match &spec.resync_interval {
+        Some(text) => validation::parse_duration(text).unwrap_or(DEFAULT_RESYNC),
+        None => DEFAULT_RESYNC,
+    };
+    let ctx = ProviderContext {
+        key: format!("{namespace}/{name}"),
+        cloud: spec.provider,
+        region,
+        endpoint: spec.endpoint.clone(),
+        credentials,
+        aws: spec.aws.clone().unwrap_or_default(),
+        azure: spec.azure.clone().unwrap_or_default(),
+        gcp: spec.gcp.clone().unwrap_or_default(),
+    };
+    Ok(ResolvedProvider { ctx, resync })
+}
+
+async fn read_secret(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+    config: &str,
+) -> Result<Secret, Failure> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(secret).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(Failure::stalled(
+            "CredentialsNotFound",
+            format!(
+                "Secret '{secret}' named by ProviderConfig '{config}' not found in namespace '{namespace}': create it"
+            ),
+        )),
+        Err(e) => Err(Failure::Retrying {
+            reason: "KubernetesError".into(),
+            message: format!("reading Secret '{secret}': {e}"),
+            after: None,
+        }),
+    }
+}
+
+fn static_credentials(
+    cloud: Cloud,
+    secret: &Secret,
+    name: &str,
+) -> Result<ResolvedCredentials, Failure> {
+    let data = secret.data.clone().unwrap_or_default();
+    let get = |key: &str| -> Option<String> {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    match cloud {
+        Cloud::Aws => {
+            let missing: Vec<&str> = ["accessKeyId", "secretAccessKey"]
+                .into_iter()
+                .filter(|k| get(k).is_none())
+                .collect();
+            match (get("accessKeyId"), get("secretAccessKey")) {
+                (Some(access_key_id), Some(secret_access_key)) => Ok(ResolvedCredentials::Static {
+                    access_key_id,
+                    secret_access_key,
+                    session_token: get("sessionToken"),
+                }),
+                _ => Err(Failure::stalled(
+                    "CredentialsInvalid",
+                    format!(
+                        "Secret '{name}' lacks {}: AWS credentials need accessKeyId and secretAccessKey",
+                        missing.join(" and ")
+                    ),
+                )),
+            }
+        }
+        other => Err(Failure::stalled(
+            "UnsupportedForProvider",
+            format!(
+                "credentials from a Secret are not supported for {other} yet: use source Environment or WorkloadIdentity"
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        let data: BTreeMap<String, ByteString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect();
+        Secret {
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn aws_keys_are_read_and_never_printed() {
+        let creds = static_credentials(
+            Cloud::Aws,
+            &secret(&[("accessKeyId", "AKIA"), ("secretAccessKey", "s3cr3t")]),
+            "aws",
+        )
+        .expect("complete secret");
+        assert!(!format!("{creds:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let err = static_credentials(Cloud::Aws, &secret(&[("accessKeyId", "AKIA")]), "aws")
+            .expect_err("incomplete");
+        assert_eq!(err.reason(), "CredentialsInvalid");
+        assert!(err.to_string().contains("lacks secretAccessKey"), "{err}");
+    }
+}

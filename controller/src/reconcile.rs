@@ -1,0 +1,442 @@
+//! The one reconcile loop every kind runs: resolve the ProviderConfig, validate, observe,
+//! create or update from one diff, write status only when it changed, delete on cleanup.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudkit_crds::common::FieldDrift;
+use cloudkit_crds::provider_config::ProviderConfig;
+use cloudkit_crds::validation::{self, FieldError, SpecErrors};
+use cloudkit_crds::{DeletionPolicy, ManagedStatus};
+use cloudkit_drift::FieldDiff;
+use cloudkit_reconcilers::{Clouds, Outputs};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Failure};
+use crate::kinds::ManagedKind;
+use crate::metrics::Metrics;
+use crate::provider;
+use crate::status::{self, Outcome, READY};
+
+pub const FINALIZER: &str = "cloudkit.dev/finalizer";
+const FIELD_MANAGER: &str = "cloudkit";
+
+pub struct Context {
+    pub client: Client,
+    pub clouds: Clouds,
+    pub provider_configs: Store<ProviderConfig>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub backoff: Backoff,
+}
+
+/// What a successful sync did.
+struct Synced {
+    outputs: Outputs,
+    drift: Vec<FieldDrift>,
+    changed: bool,
+    resync: Duration,
+}
+
+pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(&api, &obj, &ctx).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(&api, &obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
+    result
+}
+
+pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let at_least = match err {
+        Error::Finalizer(inner) => match inner.as_ref() {
+            finalizer::Error::CleanupFailed(Error::Cleanup(Failure::Retrying {
+                after, ..
+            })) => *after,
+            _ => None,
+        },
+        _ => None,
+    };
+    let delay = ctx.backoff.next(&key(&*obj), at_least);
+    warn!(kind = %K::kind(&()), object = %key(&*obj), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<Action, Error> {
+    let name = obj.desired_external_name();
+    let generation = obj.meta().generation;
+    // The status as last written; sync may record the external name before creating.
+    let mut current = obj.managed_status().cloned();
+    match sync(api, obj, ctx, &name, &mut current).await {
+        Ok(synced) => {
+            ctx.backoff.reset(&key(obj));
+            let outcome = Outcome::InSync {
+                outputs: &synced.outputs,
+                drift: synced.drift,
+                changed: synced.changed,
+            };
+            let next = status::next(current.as_ref(), generation, &name, &outcome, &now());
+            write_status(api, obj, &mut current, next).await?;
+            // A little jitter keeps many objects created together from resyncing together.
+            Ok(Action::requeue(
+                synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0),
+            ))
+        }
+        Err(failure) => {
+            report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
+            let at_least = match &failure {
+                Failure::Retrying { after, .. } => *after,
+                Failure::Stalled { .. } => None,
+            };
+            Ok(Action::requeue(ctx.backoff.next(&key(obj), at_least)))
+        }
+    }
+}
+
+/// Brings the cloud resource in line with the manifest. Every error is a Failure for status.
+async fn sync<K: ManagedKind>(
+    api: &Api<K>,
+    obj: &K,
+    ctx: &Context,
+    name: &str,
+    current: &mut Option<ManagedStatus>,
+) -> Result<Synced, Failure> {
+    let managed = obj.managed();
+    let namespace = obj.namespace().unwrap_or_default();
+    let config_name = &managed.provider_config_ref.name;
+    let provider =
+        provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
+    let cloud = provider.ctx.cloud;
+
+    let name_field = if managed.external_name.is_some() {
+        "spec.externalName"
+    } else {
+        "metadata.name"
+    };
+    let mut errors = validation::cloud_blocks(&obj.cloud_blocks(), cloud, config_name);
+    errors.extend(obj.validate(name, name_field, cloud));
+    let recorded = current.as_ref().and_then(|s| s.external_name.clone());
+    if let Some(recorded) = recorded.as_deref().filter(|r| *r != name) {
+        errors.push(FieldError {
+            field: name_field.to_owned(),
+            message: format!(
+                "the cloud resource is '{recorded}' and cannot be renamed to '{name}': restore the name, \
+                 or create a new object for the new resource"
+            ),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(Failure::stalled(
+            "InvalidSpec",
+            SpecErrors(errors).to_string(),
+        ));
+    }
+
+    let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
+    let desired = obj.desired();
+    let mut created = false;
+    let observed = match backend.observe(name).await? {
+        Some(observed) => observed,
+        None => {
+            if recorded.is_none() {
+                let creating = status::next(
+                    current.as_ref(),
+                    obj.meta().generation,
+                    name,
+                    &Outcome::Creating,
+                    &now(),
+                );
+                write_status(api, obj, current, creating)
+                    .await
+                    .map_err(|e| Failure::Retrying {
+                        reason: "KubernetesError".into(),
+                        message: format!("recording the external name before creating: {e}"),
+                        after: None,
+                    })?;
+            }
+            backend.create(name, &desired).await?;
+            created = true;
+            backend
+                .observe(name)
+                .await?
+                .ok_or_else(|| Failure::Retrying {
+                    reason: "ProviderError".into(),
+                    message: format!("'{name}' was created but is not visible yet"),
+                    after: Some(Duration::from_secs(2)),
+                })?
+        }
+    };
+
+    let diffs = cloudkit_drift::diff(&desired, &observed.state)
+        .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))?;
+    if !diffs.is_empty() {
+        backend.update(name, &desired, &diffs).await?;
+    }
+    // Diffs on a generation that was already in sync were made outside CloudKit: drift.
+    let was_in_sync = current.as_ref().is_some_and(|s| {
+        s.observed_generation == obj.meta().generation
+            && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
+    });
+    let drift: Vec<FieldDrift> = if was_in_sync && !created {
+        diffs.iter().map(field_drift).collect()
+    } else {
+        Vec::new()
+    };
+    let adopted = !created && recorded.is_none();
+
+    let mut top_level: Vec<&str> = diffs
+        .iter()
+        .map(|d| d.path.split('.').next().unwrap_or_default())
+        .collect();
+    top_level.dedup();
+    let fields = top_level.join(", ");
+    let (reason, note) = if created {
+        (
+            "Created",
+            format!(
+                "created '{name}'{}",
+                if fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and set {fields}")
+                }
+            ),
+        )
+    } else if adopted {
+        (
+            "Adopted",
+            format!(
+                "adopted existing '{name}'{}",
+                if fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and set {fields}")
+                }
+            ),
+        )
+    } else if !drift.is_empty() {
+        (
+            "DriftCorrected",
+            format!(
+                "'{name}' was changed outside CloudKit; set back: {}",
+                describe(&diffs)
+            ),
+        )
+    } else if !diffs.is_empty() {
+        ("Updated", format!("updated {fields} on '{name}'"))
+    } else {
+        ("", String::new())
+    };
+    if !reason.is_empty() {
+        info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
+        publish(ctx, obj, EventType::Normal, reason, note).await;
+    }
+    Ok(Synced {
+        outputs: observed.outputs,
+        drift,
+        changed: created || adopted || !diffs.is_empty(),
+        resync: provider.resync,
+    })
+}
+
+async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<Action, Error> {
+    let managed = obj.managed();
+    // Only a name recorded in status is ours: it is written before any create call.
+    let Some(name) = obj.managed_status().and_then(|s| s.external_name.clone()) else {
+        return Ok(Action::await_change());
+    };
+    if managed.deletion_policy == DeletionPolicy::Retain {
+        publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            "Retained",
+            format!("left '{name}' in the cloud (deletionPolicy: Retain)"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+    let result = async {
+        let provider = provider::resolve(
+            &ctx.client,
+            &ctx.provider_configs,
+            &namespace,
+            &managed.provider_config_ref.name,
+        )
+        .await?;
+        K::backend(&provider.ctx, &ctx.clouds)
+            .await?
+            .delete(&name)
+            .await?;
+        Ok::<(), Failure>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            ctx.backoff.reset(&key(obj));
+            info!(kind = %K::kind(&()), object = %key(obj), "deleted '{name}'");
+            publish(
+                ctx,
+                obj,
+                EventType::Normal,
+                "Deleted",
+                format!("deleted '{name}'"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(failure) => {
+            let failure = match failure {
+                Failure::Stalled { reason, message } => Failure::Stalled {
+                    reason,
+                    message: format!(
+                        "cannot delete '{name}': {message}; or set spec.deletionPolicy: Retain to keep it"
+                    ),
+                },
+                retrying => retrying,
+            };
+            report_failure(
+                api,
+                obj,
+                ctx,
+                &name,
+                &failure,
+                &mut obj.managed_status().cloned(),
+            )
+            .await?;
+            Err(Error::Cleanup(failure))
+        }
+    }
+}
+
+/// Writes a failure into status and, when it is news, into an Event.
+async fn report_failure<K: ManagedKind>(
+    api: &Api<K>,
+    obj: &K,
+    ctx: &Context,
+    name: &str,
+    failure: &Failure,
+    current: &mut Option<ManagedStatus>,
+) -> Result<(), Error> {
+    ctx.metrics.failed(&K::kind(&()), failure.reason());
+    let is_news = status::condition(current.as_ref(), READY).is_none_or(|c| {
+        c.reason != failure.reason() || c.message.as_deref() != Some(failure.to_string().as_str())
+    });
+    if is_news {
+        warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
+        publish(
+            ctx,
+            obj,
+            EventType::Warning,
+            failure.reason(),
+            failure.to_string(),
+        )
+        .await;
+    }
+    let next = status::next(
+        current.as_ref(),
+        obj.meta().generation,
+        name,
+        &Outcome::Failed(failure),
+        &now(),
+    );
+    write_status(api, obj, current, next).await
+}
+
+/// Server-side applies the status, and only when it differs from the last one written.
+async fn write_status<K: ManagedKind>(
+    api: &Api<K>,
+    obj: &K,
+    current: &mut Option<ManagedStatus>,
+    status: ManagedStatus,
+) -> Result<(), Error> {
+    if current.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    *current = Some(status);
+    Ok(())
+}
+
+async fn publish<K: ManagedKind>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        warn!(object = %key(obj), error = %e, "could not publish event");
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+fn field_drift(d: &FieldDiff) -> FieldDrift {
+    FieldDrift {
+        field: d.path.clone(),
+        desired: d.desired.to_string(),
+        observed: d.observed.to_string(),
+    }
+}
+
+fn describe(diffs: &[FieldDiff]) -> String {
+    diffs
+        .iter()
+        .map(|d| format!("{} (wanted {}, found {})", d.path, d.desired, d.observed))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

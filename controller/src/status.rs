@@ -1,0 +1,302 @@
+//! Conditions and status, following Kubernetes conventions so that kstatus-based tools
+//! (Flux, Argo CD, Helm, kpt, `kubectl wait`) judge health correctly: `Reconciling=True`
+//! while work is pending, `Stalled=True` only when a human must act, `Ready` always set.
+
+use cloudkit_crds::common::{Condition, FieldDrift, ManagedStatus};
+use cloudkit_reconcilers::Outputs;
+
+use crate::error::Failure;
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// The result of one reconcile, to be written into status.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// The external name is recorded before the create call, so a delete or a restart
+    /// that comes before the create's answer still knows which resource may exist.
+    Creating,
+    /// The cloud matches the manifest. `changed` is true when this reconcile created,
+    /// adopted or updated the resource; `drift` lists what was changed outside CloudKit.
+    InSync {
+        outputs: &'a Outputs,
+        drift: Vec<FieldDrift>,
+        changed: bool,
+    },
+    Failed(&'a Failure),
+}
+
+/// The status after `outcome`, built from the current one so that unchanged conditions keep
+/// their `lastTransitionTime` and an unchanged status compares equal (and is not written).
+pub fn next(
+    old: Option<&ManagedStatus>,
+    generation: Option<i64>,
+    external_name: &str,
+    outcome: &Outcome,
+    now: &str,
+) -> ManagedStatus {
+    let mut status = old.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let mut set = |type_: &str, value: bool, reason: &str, message: &str| {
+        set_condition(
+            &mut status.conditions,
+            type_,
+            value,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    };
+    match outcome {
+        Outcome::Creating => {
+            set(READY, false, "Creating", "creating the cloud resource");
+            set(SYNCED, false, "Creating", "creating the cloud resource");
+            set(RECONCILING, true, "Creating", "creating the cloud resource");
+            set(STALLED, false, "Creating", "");
+        }
+        Outcome::InSync { .. } => {
+            set(
+                READY,
+                true,
+                "Available",
+                "the cloud resource matches the manifest",
+            );
+            set(SYNCED, true, "ReconcileSuccess", "");
+            set(RECONCILING, false, "ReconcileSuccess", "");
+            set(STALLED, false, "ReconcileSuccess", "");
+        }
+        Outcome::Failed(Failure::Stalled { reason, message }) => {
+            set(READY, false, reason, message);
+            set(SYNCED, false, reason, message);
+            set(RECONCILING, false, reason, "");
+            set(STALLED, true, reason, message);
+        }
+        Outcome::Failed(Failure::Retrying {
+            reason, message, ..
+        }) => {
+            set(READY, false, reason, message);
+            set(SYNCED, false, reason, message);
+            set(RECONCILING, true, "RetryingAfterError", message);
+            set(STALLED, false, reason, "");
+        }
+    }
+    match outcome {
+        Outcome::Creating => status.external_name = Some(external_name.to_owned()),
+        Outcome::InSync {
+            outputs,
+            drift,
+            changed,
+        } => {
+            status.external_name = Some(external_name.to_owned());
+            status.arn = outputs.arn.clone();
+            status.url = outputs.url.clone();
+            status.id = outputs.id.clone();
+            if !drift.is_empty() {
+                status.drift = drift.clone();
+            }
+            if *changed || status.last_sync_time.is_none() {
+                status.last_sync_time = Some(now.to_owned());
+            }
+        }
+        Outcome::Failed(_) => {}
+    }
+    status
+}
+
+/// The condition of a type, if set.
+pub fn condition<'a>(status: Option<&'a ManagedStatus>, type_: &str) -> Option<&'a Condition> {
+    status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &str,
+) {
+    let status = if value { "True" } else { "False" };
+    let new = Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: Some(message.to_owned()).filter(|m| !m.is_empty()),
+        last_transition_time: now.to_owned(),
+        observed_generation: generation,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            let last_transition_time = if existing.status == new.status {
+                existing.last_transition_time.clone()
+            } else {
+                new.last_transition_time.clone()
+            };
+            *existing = Condition {
+                last_transition_time,
+                ..new
+            };
+        }
+        None => conditions.push(new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: &str = "2026-01-01T00:00:00Z";
+    const T1: &str = "2026-01-01T00:05:00Z";
+
+    fn outputs() -> Outputs {
+        Outputs {
+            arn: Some("arn:aws:s3:::b".into()),
+            url: None,
+            id: Some("b".into()),
+        }
+    }
+
+    fn get<'a>(s: &'a ManagedStatus, t: &str) -> &'a Condition {
+        condition(Some(s), t).expect("condition set")
+    }
+
+    #[test]
+    fn in_sync_is_ready_and_not_reconciling_or_stalled() {
+        let o = outputs();
+        let s = next(
+            None,
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: vec![],
+                changed: true,
+            },
+            T0,
+        );
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, RECONCILING).status, "False");
+        assert_eq!(get(&s, STALLED).status, "False");
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.external_name.as_deref(), Some("b"));
+        assert_eq!(s.arn.as_deref(), Some("arn:aws:s3:::b"));
+        assert_eq!(s.last_sync_time.as_deref(), Some(T0));
+    }
+
+    #[test]
+    fn quiet_resync_leaves_status_equal_so_nothing_is_written() {
+        let o = outputs();
+        let first = next(
+            None,
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: vec![],
+                changed: true,
+            },
+            T0,
+        );
+        let again = next(
+            Some(&first),
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: vec![],
+                changed: false,
+            },
+            T1,
+        );
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn stalled_needs_a_human_and_keeps_transition_time_while_unchanged() {
+        let f = Failure::stalled("InvalidSpec", "metadata.name: bad");
+        let s = next(None, Some(2), "B", &Outcome::Failed(&f), T0);
+        assert_eq!(get(&s, STALLED).status, "True");
+        assert_eq!(get(&s, READY).reason, "InvalidSpec");
+        assert_eq!(
+            get(&s, READY).message.as_deref(),
+            Some("metadata.name: bad")
+        );
+        assert_eq!(get(&s, RECONCILING).status, "False");
+        assert_eq!(
+            s.external_name, None,
+            "nothing was created, so no name is recorded"
+        );
+        let again = next(Some(&s), Some(2), "B", &Outcome::Failed(&f), T1);
+        assert_eq!(get(&again, STALLED).last_transition_time, T0);
+    }
+
+    #[test]
+    fn retrying_is_reconciling_not_stalled() {
+        let f = Failure::Retrying {
+            reason: "ProviderError".into(),
+            message: "503".into(),
+            after: None,
+        };
+        let s = next(None, Some(1), "b", &Outcome::Failed(&f), T0);
+        assert_eq!(get(&s, READY).status, "False");
+        assert_eq!(get(&s, READY).reason, "ProviderError");
+        assert_eq!(get(&s, RECONCILING).status, "True");
+        assert_eq!(get(&s, STALLED).status, "False");
+    }
+
+    #[test]
+    fn recovery_flips_transition_times_and_keeps_last_drift() {
+        let f = Failure::Retrying {
+            reason: "ProviderError".into(),
+            message: "503".into(),
+            after: None,
+        };
+        let failed = next(None, Some(1), "b", &Outcome::Failed(&f), T0);
+        let o = outputs();
+        let drift = vec![FieldDrift {
+            field: "versioning".into(),
+            desired: "true".into(),
+            observed: "false".into(),
+        }];
+        let ok = next(
+            Some(&failed),
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: drift.clone(),
+                changed: true,
+            },
+            T1,
+        );
+        assert_eq!(get(&ok, READY).last_transition_time, T1);
+        assert_eq!(ok.drift, drift);
+        let quiet = next(
+            Some(&ok),
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: vec![],
+                changed: false,
+            },
+            T1,
+        );
+        assert_eq!(
+            quiet.drift, drift,
+            "the last drift stays readable until new drift replaces it"
+        );
+    }
+
+    #[test]
+    fn creating_records_the_name_first() {
+        let s = next(None, Some(1), "b", &Outcome::Creating, T0);
+        assert_eq!(s.external_name.as_deref(), Some("b"));
+        assert_eq!(get(&s, RECONCILING).status, "True");
+        assert_eq!(get(&s, READY).reason, "Creating");
+    }
+}

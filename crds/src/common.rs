@@ -1,0 +1,122 @@
+//! Spec and status pieces shared by every managed kind.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "cloudkit.dev";
+pub const VERSION: &str = "v1alpha1";
+
+/// Tags (AWS), metadata (Azure) or labels (GCP): one map, mapped by each backend.
+pub type Tags = BTreeMap<String, String>;
+
+fn default_provider_config() -> String {
+    "default".to_owned()
+}
+
+/// Which `ProviderConfig` (in the resource's own namespace) says where and as whom to act.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ProviderConfigRef {
+    #[serde(default = "default_provider_config")]
+    pub name: String,
+}
+
+impl Default for ProviderConfigRef {
+    fn default() -> Self {
+        Self {
+            name: default_provider_config(),
+        }
+    }
+}
+
+/// What happens to the cloud resource when the Kubernetes object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the cloud resource, then release the object.
+    #[default]
+    Delete,
+    /// Release the object and leave the cloud resource in place.
+    Retain,
+}
+
+/// A reference to another CloudKit resource in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LocalRef {
+    pub name: String,
+}
+
+/// Fields every managed kind carries at the top of its spec.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedFields {
+    /// ProviderConfig to use; defaults to `default` in the same namespace.
+    #[serde(default)]
+    pub provider_config_ref: ProviderConfigRef,
+    /// `Delete` (default) removes the cloud resource with the object; `Retain` keeps it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Name of the cloud resource. Defaults to `metadata.name`. Set it to adopt an
+    /// existing resource. It cannot change once the resource exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+}
+
+/// Condition as Kubernetes API conventions define it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    /// Absent rather than empty: kube-apiserver 1.20 turns `""` into null on apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339 time of the last change of `status`.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One field whose live value differs from the manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct FieldDrift {
+    /// Path of the field, e.g. `tags.team`.
+    pub field: String,
+    /// Wanted value, as JSON.
+    pub desired: String,
+    /// Live value found in the cloud, as JSON.
+    pub observed: String,
+}
+
+/// Status of every managed kind.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedStatus {
+    /// The `metadata.generation` whose outcome this status reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Name of the cloud resource this object manages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+    /// Cloud identifier (ARN on AWS, resource ID on Azure/GCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Address clients use to reach the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Provider-side identifier (bucket name, queue URL, function name…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Drift found at the last observation and corrected by the controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<FieldDrift>,
+    /// When the controller last created, updated or adopted the cloud resource. Quiet
+    /// resyncs that find nothing to change leave it (and the whole status) untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+}

@@ -1,0 +1,148 @@
+//! `Function`: serverless code (Lambda, Azure Functions, Cloud Functions).
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{LocalRef, ManagedFields, ManagedStatus, Tags};
+
+/// The CloudKit kinds a Function may read outputs from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReferencedKind {
+    Bucket,
+    Table,
+    Queue,
+    Topic,
+}
+
+/// Which output of the referenced resource to read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputField {
+    Arn,
+    Url,
+    Id,
+    ExternalName,
+}
+
+/// Reads an output of another CloudKit resource; the Function waits until it is Ready.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceOutputRef {
+    pub kind: ReferencedKind,
+    pub name: String,
+    pub field: OutputField,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ResourceOutputRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLocation {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Where the code comes from: exactly one of the fields.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeSource {
+    /// A zip archive, base64-encoded (small functions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zip_base64: Option<String>,
+    /// A zip archive in object storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectLocation>,
+    /// A container image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// An event source that invokes the Function: exactly one of `queueRef`, `topicRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ref: Option<LocalRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_ref: Option<LocalRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i32>,
+}
+
+/// Settings only Lambda has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsFunction {
+    /// Execution role ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// `x86_64` or `arm64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+}
+
+/// Serverless code: Lambda on AWS, Azure Functions, Cloud Functions on GCP.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "cloudkit.dev",
+    version = "v1alpha1",
+    kind = "Function",
+    namespaced,
+    status = "ManagedStatus",
+    shortname = "ckfn",
+    category = "cloudkit",
+    doc = "Serverless code: Lambda on AWS, Azure Functions, Cloud Functions on GCP.",
+    printcolumn(
+        name = "READY",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "REASON",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "EXTERNAL-NAME",
+        type_ = "string",
+        json_path = ".status.externalName"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionSpec {
+    #[serde(flatten)]
+    pub managed: ManagedFields,
+    /// Language runtime, e.g. `python3.12`, `nodejs20.x`.
+    pub runtime: String,
+    /// Entry point, e.g. `app.handler`.
+    pub handler: String,
+    /// Memory in MiB (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i32>,
+    /// Seconds an invocation may run (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+    pub code: CodeSource,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsFunction>,
+}

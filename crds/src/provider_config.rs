@@ -1,0 +1,152 @@
+//! `ProviderConfig`: which cloud, where, and as whom.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::Condition;
+
+/// The clouds CloudKit speaks to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    Aws,
+    Azure,
+    Gcp,
+}
+
+impl Cloud {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Azure => "azure",
+            Cloud::Gcp => "gcp",
+        }
+    }
+}
+
+impl std::fmt::Display for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where credentials come from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CredentialsSource {
+    /// A Secret in the ProviderConfig's namespace (see `secretRef`).
+    Secret,
+    /// The controller's environment (AWS: the SDK default chain).
+    #[default]
+    Environment,
+    /// The pod's workload identity (AWS: IRSA web identity; Azure/GCP: workload identity).
+    WorkloadIdentity,
+}
+
+/// A key set in a Secret of the ProviderConfig's namespace.
+///
+/// AWS reads `accessKeyId`, `secretAccessKey` and optionally `sessionToken`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    #[serde(default)]
+    pub source: CredentialsSource,
+    /// Required when `source` is `Secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// When to compute request checksums on S3 calls; some S3-compatible stores reject them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ChecksumMode {
+    #[default]
+    WhenSupported,
+    WhenRequired,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsProviderSettings {
+    /// S3 request checksums; `WhenRequired` for MinIO, R2 and similar stores.
+    #[serde(default)]
+    pub request_checksum_calculation: ChecksumMode,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureProviderSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Storage account holding containers, queues and tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_account: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpProviderSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Location for regional resources, e.g. `europe-west1` or `EU`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// Which cloud, region, credentials and endpoint managed resources use.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "cloudkit.dev",
+    version = "v1alpha1",
+    kind = "ProviderConfig",
+    namespaced,
+    status = "ProviderConfigStatus",
+    shortname = "ckpc",
+    category = "cloudkit",
+    doc = "Which cloud, region, credentials and endpoint CloudKit resources use.",
+    printcolumn(name = "PROVIDER", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(name = "REGION", type_ = "string", json_path = ".spec.region"),
+    printcolumn(name = "ENDPOINT", type_ = "string", json_path = ".spec.endpoint"),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigSpec {
+    pub provider: Cloud,
+    /// Region for AWS resources (e.g. `eu-west-1`); defaults to `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub credentials: Credentials,
+    /// Endpoint override, e.g. `http://localstack:4566` or a MinIO URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How often resources are re-observed to find drift, e.g. `30s`, `10m`, `1h`.
+    /// Defaults to `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsProviderSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureProviderSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpProviderSettings>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfigStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

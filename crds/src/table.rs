@@ -1,0 +1,129 @@
+//! `Table`: a key-value table (DynamoDB, Azure Table, Bigtable).
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{ManagedFields, ManagedStatus, Tags};
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AttributeType {
+    String,
+    Number,
+    Binary,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct KeyAttribute {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: AttributeType,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BillingMode {
+    /// Pay per request.
+    #[default]
+    OnDemand,
+    /// Fixed read and write capacity.
+    Provisioned,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Billing {
+    #[serde(default)]
+    pub mode: BillingMode,
+    /// Required with `Provisioned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_capacity: Option<i64>,
+    /// Required with `Provisioned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_capacity: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamViewType {
+    /// No stream.
+    #[default]
+    Disabled,
+    KeysOnly,
+    NewImage,
+    OldImage,
+    NewAndOldImages,
+}
+
+/// Settings only DynamoDB has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsTable {
+    #[serde(default)]
+    pub point_in_time_recovery: bool,
+    /// What a DynamoDB stream records of each change.
+    #[serde(default)]
+    pub stream_view_type: StreamViewType,
+}
+
+/// Settings only Bigtable has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpTable {
+    /// Bigtable instance holding the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default)]
+    pub column_families: Vec<String>,
+}
+
+/// A key-value table: DynamoDB on AWS, Azure Table storage, Bigtable on GCP.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "cloudkit.dev",
+    version = "v1alpha1",
+    kind = "Table",
+    namespaced,
+    status = "ManagedStatus",
+    shortname = "cktable",
+    category = "cloudkit",
+    doc = "A key-value table: DynamoDB on AWS, Azure Table storage, Bigtable on GCP.",
+    printcolumn(
+        name = "READY",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "REASON",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "EXTERNAL-NAME",
+        type_ = "string",
+        json_path = ".status.externalName"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSpec {
+    #[serde(flatten)]
+    pub managed: ManagedFields,
+    pub partition_key: KeyAttribute,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_key: Option<KeyAttribute>,
+    #[serde(default)]
+    pub billing: Billing,
+    /// Attribute holding each item's expiry time (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_attribute: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsTable>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpTable>,
+}

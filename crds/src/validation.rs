@@ -1,0 +1,432 @@
+//! Spec checks the controller runs before any cloud call. kube-apiserver 1.20 ignores CEL,
+//! and cloud naming rules differ per cloud, so the schema alone cannot catch these.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::bucket::BucketSpec;
+use crate::common::Tags;
+use crate::provider_config::{Cloud, CredentialsSource, ProviderConfigSpec};
+
+/// One problem with one field, phrased so the user knows what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found in one spec; reported together so one edit can fix them all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SpecErrors(pub Vec<FieldError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+impl SpecErrors {
+    fn into_result(self) -> Result<(), SpecErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+/// A per-cloud block for a cloud other than the ProviderConfig's is a mistake, not a no-op.
+pub fn cloud_blocks(present: &[Cloud], cloud: Cloud, provider_config: &str) -> Vec<FieldError> {
+    present
+        .iter()
+        .filter(|c| **c != cloud)
+        .map(|c| {
+            FieldError::new(
+                format!("spec.{c}"),
+                format!(
+                    "is set but ProviderConfig '{provider_config}' is for {cloud}: remove spec.{c} \
+                     or point spec.providerConfigRef at a {c} ProviderConfig"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Checks a Bucket spec against the naming and tagging rules of the target cloud.
+/// `name_field` tells the user where the name came from (`spec.externalName` or `metadata.name`).
+pub fn bucket(name: &str, name_field: &str, spec: &BucketSpec, cloud: Cloud) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let name_problem = match cloud {
+        Cloud::Aws => s3_bucket_name(name),
+        Cloud::Azure => azure_container_name(name),
+        Cloud::Gcp => gcs_bucket_name(name),
+    };
+    if let Some(problem) = name_problem {
+        let hint = if name_field == "metadata.name" {
+            "; set spec.externalName to a valid name"
+        } else {
+            ""
+        };
+        errors.push(FieldError::new(
+            name_field,
+            format!("'{name}' is not a valid {cloud} bucket name: {problem}{hint}"),
+        ));
+    }
+    errors.extend(tags(&spec.tags, cloud));
+    if spec
+        .encryption
+        .key_id
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        errors.push(FieldError::new(
+            "spec.encryption.keyId",
+            "is empty: remove it for provider-managed keys or give a key",
+        ));
+    }
+    errors
+}
+
+/// Checks a ProviderConfig's own fields.
+pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
+    let mut errors = Vec::new();
+    let blocks: Vec<Cloud> = [
+        spec.aws.as_ref().map(|_| Cloud::Aws),
+        spec.azure.as_ref().map(|_| Cloud::Azure),
+        spec.gcp.as_ref().map(|_| Cloud::Gcp),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for c in blocks.into_iter().filter(|c| *c != spec.provider) {
+        errors.push(FieldError::new(
+            format!("spec.{c}"),
+            format!("is set but spec.provider is {}: remove it", spec.provider),
+        ));
+    }
+    if spec.credentials.source == CredentialsSource::Secret && spec.credentials.secret_ref.is_none()
+    {
+        errors.push(FieldError::new(
+            "spec.credentials.secretRef",
+            "is required when spec.credentials.source is Secret",
+        ));
+    }
+    if let Some(endpoint) = &spec.endpoint {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            errors.push(FieldError::new(
+                "spec.endpoint",
+                format!("'{endpoint}' must be an http:// or https:// URL"),
+            ));
+        }
+    }
+    if let Some(region) = &spec.region {
+        let ok = !region.is_empty()
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            errors.push(FieldError::new(
+                "spec.region",
+                format!("'{region}' is not a region name such as eu-west-1"),
+            ));
+        }
+    }
+    if let Some(interval) = &spec.resync_interval {
+        if let Err(e) = parse_duration(interval) {
+            errors.push(FieldError::new("spec.resyncInterval", e));
+        }
+    }
+    SpecErrors(errors).into_result()
+}
+
+/// Parses `90s`, `10m`, `1h`; at least one second.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 30s, 10m or 1h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("'{text}' has no unit: use s, m or h, e.g. 10m")),
+    };
+    if seconds == 0 {
+        return Err(format!("'{text}' must be at least 1s"));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn looks_like_ipv4(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn alnum_lower(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+fn edges_alnum(name: &str) -> bool {
+    name.chars().next().is_some_and(alnum_lower) && name.chars().last().is_some_and(alnum_lower)
+}
+
+/// S3 general purpose bucket naming rules.
+fn s3_bucket_name(name: &str) -> Option<String> {
+    if !(3..=63).contains(&name.len()) {
+        return Some(format!(
+            "must be 3 to 63 characters long, not {}",
+            name.len()
+        ));
+    }
+    if !name.chars().all(|c| alnum_lower(c) || c == '.' || c == '-') {
+        return Some("use only lowercase letters, digits, dots and hyphens".into());
+    }
+    if !edges_alnum(name) {
+        return Some("must start and end with a lowercase letter or digit".into());
+    }
+    if name.contains("..") {
+        return Some("must not contain two adjacent dots".into());
+    }
+    if looks_like_ipv4(name) {
+        return Some("must not look like an IP address".into());
+    }
+    if let Some(p) = ["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .find(|p| name.starts_with(**p))
+    {
+        return Some(format!("must not start with the reserved prefix '{p}'"));
+    }
+    if let Some(s) = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+        .iter()
+        .find(|s| name.ends_with(**s))
+    {
+        return Some(format!("must not end with the reserved suffix '{s}'"));
+    }
+    None
+}
+
+/// Azure blob container naming rules.
+fn azure_container_name(name: &str) -> Option<String> {
+    if !(3..=63).contains(&name.len()) {
+        return Some(format!(
+            "must be 3 to 63 characters long, not {}",
+            name.len()
+        ));
+    }
+    if !name.chars().all(|c| alnum_lower(c) || c == '-') {
+        return Some("use only lowercase letters, digits and hyphens".into());
+    }
+    if !edges_alnum(name) || name.contains("--") {
+        return Some("must start and end with a letter or digit and not contain '--'".into());
+    }
+    None
+}
+
+/// GCS bucket naming rules.
+fn gcs_bucket_name(name: &str) -> Option<String> {
+    let max = if name.contains('.') { 222 } else { 63 };
+    if !(3..=max).contains(&name.len()) || name.split('.').any(|part| part.len() > 63) {
+        return Some(
+            "must be 3 to 63 characters long (222 with dots, 63 per dot-separated part)".into(),
+        );
+    }
+    if !name
+        .chars()
+        .all(|c| alnum_lower(c) || matches!(c, '.' | '-' | '_'))
+    {
+        return Some("use only lowercase letters, digits, dots, hyphens and underscores".into());
+    }
+    if !edges_alnum(name) {
+        return Some("must start and end with a lowercase letter or digit".into());
+    }
+    if name.starts_with("goog") || name.contains("google") {
+        return Some("must not start with 'goog' or contain 'google'".into());
+    }
+    if looks_like_ipv4(name) {
+        return Some("must not look like an IP address".into());
+    }
+    None
+}
+
+/// Tags map to S3 tags, Azure metadata or GCS labels; each has its own rules.
+fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let (max_count, noun) = match cloud {
+        Cloud::Aws => (50, "tags"),
+        Cloud::Azure => (usize::MAX, "metadata entries"),
+        Cloud::Gcp => (64, "labels"),
+    };
+    if tags.len() > max_count {
+        errors.push(FieldError::new(
+            "spec.tags",
+            format!(
+                "{} entries, but {cloud} allows at most {max_count} {noun}",
+                tags.len()
+            ),
+        ));
+    }
+    for (key, value) in tags {
+        let field = format!("spec.tags.{key}");
+        let problem = match cloud {
+            Cloud::Aws if key.is_empty() || key.chars().count() > 128 => Some("keys must be 1 to 128 characters".to_owned()),
+            Cloud::Aws if key.starts_with("aws:") => Some("keys must not start with the reserved prefix 'aws:'".to_owned()),
+            Cloud::Aws if value.chars().count() > 256 => Some("values must be at most 256 characters".to_owned()),
+            Cloud::Azure if !is_identifier(key) => {
+                Some("Azure metadata keys must be identifiers: letters, digits and '_', not starting with a digit".to_owned())
+            }
+            Cloud::Gcp if !gcs_label(key, true) => {
+                Some("GCP label keys must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter".to_owned())
+            }
+            Cloud::Gcp if !gcs_label(value, false) => {
+                Some("GCP label values must be at most 63 lowercase letters, digits, '_' or '-'".to_owned())
+            }
+            _ => None,
+        };
+        if let Some(message) = problem {
+            errors.push(FieldError::new(field, message));
+        }
+    }
+    errors
+}
+
+fn is_identifier(key: &str) -> bool {
+    key.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn gcs_label(text: &str, is_key: bool) -> bool {
+    let chars_ok = text
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let start_ok = !is_key || text.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    text.len() <= 63 && chars_ok && start_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> BucketSpec {
+        serde_json::from_value(serde_json::json!({})).expect("empty spec")
+    }
+
+    #[test]
+    fn s3_names() {
+        for ok in ["abc", "my-bucket.logs", "a1-2-3", &"a".repeat(63)] {
+            assert_eq!(s3_bucket_name(ok), None, "{ok}");
+        }
+        for bad in [
+            "ab",
+            "My_Bucket",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            &"a".repeat(64),
+        ] {
+            assert!(s3_bucket_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn azure_and_gcs_names() {
+        assert_eq!(azure_container_name("logs-2024"), None);
+        assert!(azure_container_name("logs--2024").is_some());
+        assert!(azure_container_name("logs.2024").is_some());
+        assert_eq!(gcs_bucket_name("my_bucket.example"), None);
+        assert!(gcs_bucket_name("google-stuff").is_some());
+        assert!(gcs_bucket_name("goog-x").is_some());
+    }
+
+    #[test]
+    fn bucket_error_says_where_the_name_came_from_and_how_to_fix_it() {
+        let errors = bucket("Invalid_Name", "metadata.name", &spec(), Cloud::Aws);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "metadata.name");
+        assert!(
+            errors[0].message.contains("set spec.externalName"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn tags_follow_each_clouds_rules() {
+        let mut s = spec();
+        s.tags.insert("aws:reserved".into(), "x".into());
+        s.tags.insert("Team".into(), "Data".into());
+        let aws = bucket("good-name", "metadata.name", &s, Cloud::Aws);
+        assert_eq!(aws.len(), 1, "{aws:?}");
+        assert_eq!(aws[0].field, "spec.tags.aws:reserved");
+        let gcp = bucket("good-name", "metadata.name", &s, Cloud::Gcp);
+        assert_eq!(gcp.len(), 2, "{gcp:?}");
+    }
+
+    #[test]
+    fn cloud_block_for_another_cloud_is_an_error() {
+        let errors = cloud_blocks(&[Cloud::Aws, Cloud::Azure], Cloud::Aws, "default");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "spec.azure");
+        assert!(
+            errors[0]
+                .message
+                .contains("ProviderConfig 'default' is for aws")
+        );
+    }
+
+    #[test]
+    fn provider_config_checks() {
+        let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "provider": "aws",
+            "credentials": {"source": "Secret"},
+            "endpoint": "localhost:4566",
+            "resyncInterval": "10",
+            "gcp": {}
+        }))
+        .expect("parses");
+        let errors = provider_config(&spec).expect_err("invalid").0;
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.gcp",
+                "spec.credentials.secretRef",
+                "spec.endpoint",
+                "spec.resyncInterval"
+            ]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! AWS: SDK configuration from a ProviderContext, and error classification.
+
+pub mod bucket;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::SharedHttpClient;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::Builder as HttpClientBuilder;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use crate::{CloudError, ProviderContext, ResolvedCredentials};
+
+/// Error codes AWS uses for throttling, which arrive as 400s but should be retried.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "OperationAborted",
+];
+
+/// One HTTP client and one SDK configuration per ProviderConfig, reused by every reconcile.
+pub struct Clients {
+    http: SharedHttpClient,
+    configs: Mutex<HashMap<String, (ProviderContext, SdkConfig)>>,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        // ring, like kube's rustls: two crypto providers in one process make rustls panic.
+        let http = HttpClientBuilder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        Self {
+            http,
+            configs: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Clients {
+    /// The SDK configuration for a ProviderContext, built once per version of its settings.
+    pub async fn sdk_config(&self, ctx: &ProviderContext) -> SdkConfig {
+        if let Some((seen, config)) = self.lock().get(&ctx.key) {
+            if seen == ctx {
+                return config.clone();
+            }
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(ctx.region.clone()))
+            .http_client(self.http.clone());
+        if let Some(endpoint) = &ctx.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let ResolvedCredentials::Static {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } = &ctx.credentials
+        {
+            let creds = Credentials::new(
+                access_key_id,
+                secret_access_key,
+                session_token.clone(),
+                None,
+                "cloudkit-secret",
+            );
+            loader = loader.credentials_provider(creds);
+        }
+        let config = loader.load().await;
+        self.lock()
+            .insert(ctx.key.clone(), (ctx.clone(), config.clone()));
+        config
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProviderContext, SdkConfig)>> {
+        // A panic while holding the lock leaves only a cache behind; keep using it.
+        self.configs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The AWS error code of a service error, if the call got that far.
+pub(crate) fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    err.as_service_error().and_then(|e| e.code())
+}
+
+/// Sorts an SDK error into retry-later or needs-a-human, with the operation in the message.
+pub(crate) fn classify<E>(operation: &str, name: &str, err: SdkError<E, HttpResponse>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let message = match service.err().code() {
+                Some(code) => {
+                    let detail = service
+                        .err()
+                        .message()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default();
+                    format!("{operation} {name}: {code} (HTTP {status}){detail}")
+                }
+                // No AWS error code: the response itself could not be read; say why.
+                None => format!(
+                    "{operation} {name}: HTTP {status}: {}",
+                    DisplayErrorContext(&err)
+                ),
+            };
+            let code = service.err().code().unwrap_or_default();
+            if status >= 500 || status == 429 || THROTTLING_CODES.contains(&code) {
+                CloudError::transient(message)
+            } else if status == 403 {
+                // Permissions can be granted outside Kubernetes at any time, so keep trying.
+                CloudError::transient(format!(
+                    "{message}; check the ProviderConfig's credentials and their permissions"
+                ))
+            } else {
+                CloudError::Rejected {
+                    reason: "CloudRejected",
+                    message,
+                }
+            }
+        }
+        SdkError::ConstructionFailure(_) => CloudError::Rejected {
+            reason: "InvalidRequest",
+            message: format!("{operation} {name}: {}", DisplayErrorContext(&err)),
+        },
+        _ => CloudError::transient(format!("{operation} {name}: {}", DisplayErrorContext(&err))),
+    }
+}

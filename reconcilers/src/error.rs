@@ -1,0 +1,60 @@
+//! Cloud errors, typed by what the controller should do with them.
+
+use std::time::Duration;
+
+use cloudkit_crds::Cloud;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CloudError {
+    /// The kind has no backend for this cloud: a human must pick another ProviderConfig.
+    #[error(
+        "{kind} is not supported on {cloud}: use a ProviderConfig for a cloud that serves {kind}"
+    )]
+    Unsupported { kind: &'static str, cloud: Cloud },
+
+    /// The cloud refused the request as it stands; retrying the same request will not help.
+    #[error("{message}")]
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// A passing failure (network, throttling, server error, eventual consistency).
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl CloudError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+
+    /// The condition reason users see.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unsupported { .. } => "UnsupportedForProvider",
+            Self::Rejected { reason, .. } => reason,
+            Self::Transient { .. } => "ProviderError",
+        }
+    }
+
+    /// A delay the cloud asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+#![forbid(unsafe_code)]
+//! Cloud backends. Each kind has a module holding its portable state (what `observe`
+//! returns and what the manifest asks for) and a `backend` function picking the cloud's
+//! implementation; each cloud lives in its own module behind a Cargo feature.
+
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod bucket;
+pub mod error;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use cloudkit_crds::Cloud;
+use cloudkit_crds::provider_config::{
+    AwsProviderSettings, AzureProviderSettings, GcpProviderSettings,
+};
+use cloudkit_drift::FieldDiff;
+use serde::Serialize;
+
+pub use error::CloudError;
+
+/// Credentials read from a ProviderConfig's Secret, or a marker to use the ambient ones.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ResolvedCredentials {
+    /// Keys from a Secret.
+    Static {
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+    },
+    /// The environment or the pod's workload identity, found by the cloud SDK's default chain.
+    Ambient,
+}
+
+// Secrets must never reach a log line through `{:?}`.
+impl fmt::Debug for ResolvedCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Static { access_key_id, .. } => write!(f, "Static({access_key_id}, <redacted>)"),
+            Self::Ambient => f.write_str("Ambient"),
+        }
+    }
+}
+
+/// A ProviderConfig with its credentials resolved: all a backend needs to reach a cloud.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderContext {
+    /// Identifies the ProviderConfig (`namespace/name`), so clients can be reused across reconciles.
+    pub key: String,
+    pub cloud: Cloud,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub credentials: ResolvedCredentials,
+    pub aws: AwsProviderSettings,
+    pub azure: AzureProviderSettings,
+    pub gcp: GcpProviderSettings,
+}
+
+/// What a resource exposes to users and to other resources.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub arn: Option<String>,
+    pub url: Option<String>,
+    pub id: Option<String>,
+}
+
+/// The live state of a cloud resource, as `observe` found it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed<S> {
+    pub state: S,
+    pub outputs: Outputs,
+}
+
+/// One kind on one cloud. The controller owns the loop; a backend only talks to the cloud.
+///
+/// `create` makes the bare resource; the controller then observes it and converges every
+/// setting through `update`, so settings have one code path whether new or drifted.
+/// Every method must be safe to repeat after a crash or retry.
+#[async_trait]
+pub trait ExternalResource: Send + Sync {
+    type State: Serialize + Clone + fmt::Debug + Send + Sync;
+
+    /// The live state, or `None` when the resource does not exist.
+    async fn observe(&self, name: &str) -> Result<Option<Observed<Self::State>>, CloudError>;
+    /// Creates the resource; succeeding when it already exists and is ours.
+    async fn create(&self, name: &str, desired: &Self::State) -> Result<(), CloudError>;
+    /// Converges the fields listed in `diffs` to `desired`.
+    async fn update(
+        &self,
+        name: &str,
+        desired: &Self::State,
+        diffs: &[FieldDiff],
+    ) -> Result<(), CloudError>;
+    /// Deletes the resource; succeeding when it is already gone.
+    async fn delete(&self, name: &str) -> Result<(), CloudError>;
+}
+
+/// Long-lived cloud clients shared by every reconcile.
+#[derive(Default)]
+pub struct Clouds {
+    #[cfg(feature = "aws")]
+    pub aws: aws::Clients,
+}
