@@ -1,1 +1,317 @@
 #![forbid(unsafe_code)]
+//! Harness for the end-to-end tests: a namespace of its own per test, the real `cloudkit`
+//! binary as a child process, and an S3 client on the same endpoint to check the cloud.
+//!
+//! Needs a cluster (`KUBECONFIG`) with the CRDs installed, an S3 endpoint
+//! (`CLOUDKIT_AWS_ENDPOINT`) and the binary (`CLOUDKIT_BIN`); `scripts/test.sh` sets all
+//! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
+
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use cloudkit_crds::common::Condition;
+use cloudkit_crds::{Bucket, ManagedStatus, ProviderConfig};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the e2e tests through scripts/test.sh, or export KUBECONFIG, CLOUDKIT_AWS_ENDPOINT and CLOUDKIT_BIN")
+    })
+}
+
+pub struct Harness {
+    pub client: Client,
+    pub ns: String,
+    pub s3: aws_sdk_s3::Client,
+    pub endpoint: String,
+    pub buckets: Api<Bucket>,
+    controller: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Harness {
+    /// A fresh namespace with a `default` ProviderConfig on the S3 endpoint, resyncing every
+    /// 2s so drift tests are quick, and a controller watching only that namespace.
+    pub async fn new(test: &str) -> Self {
+        let endpoint = required_env("CLOUDKIT_AWS_ENDPOINT");
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG reaches a cluster");
+        let ns = format!("e2e-{test}-{}", fastrand::u32(..) % 100_000);
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        apply(
+            &namespaces,
+            &ns,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        apply(
+            &secrets,
+            "aws",
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
+                "stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"}
+            }),
+        )
+        .await;
+        let log = std::env::temp_dir().join(format!("cloudkit-{ns}.log"));
+        let mut h = Self {
+            buckets: Api::namespaced(client.clone(), &ns),
+            s3: s3_client(&endpoint).await,
+            client,
+            ns,
+            endpoint,
+            controller: None,
+            log,
+        };
+        h.provider_config("default", &h.endpoint.clone()).await;
+        h.start_controller();
+        h
+    }
+
+    pub async fn provider_config(&self, name: &str, endpoint: &str) {
+        let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
+        apply(&api, name, json!({
+            "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
+            "spec": {
+                "provider": "aws", "region": "us-east-1", "endpoint": endpoint, "resyncInterval": "2s",
+                "credentials": {"source": "Secret", "secretRef": {"name": "aws"}}
+            }
+        }))
+        .await;
+    }
+
+    pub fn start_controller(&mut self) {
+        let bin = required_env("CLOUDKIT_BIN");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("controller log file");
+        let child = Command::new(bin)
+            .args([
+                "controller",
+                "--namespace",
+                &self.ns,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("cloudkit binary starts");
+        self.controller = Some(child);
+    }
+
+    /// SIGKILL: no graceful shutdown, as after a crash or an evicted pod.
+    pub fn kill_controller(&mut self) {
+        if let Some(mut child) = self.controller.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Prefixes names with the namespace so tests never share a bucket in the emulator.
+    pub fn bucket_name(&self, short: &str) -> String {
+        format!("{}-{short}", self.ns)
+    }
+
+    pub async fn apply_bucket(&self, name: &str, spec: Value) {
+        apply(&self.buckets, name, json!({
+            "apiVersion": "cloudkit.dev/v1alpha1", "kind": "Bucket", "metadata": {"name": name}, "spec": spec
+        }))
+        .await;
+    }
+
+    /// Polls until the bucket's status satisfies `pred`, failing with the last status seen.
+    pub async fn wait_bucket(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Bucket) -> bool,
+    ) -> Bucket {
+        let started = Instant::now();
+        loop {
+            let last = self.buckets.get_opt(name).await.expect("get bucket");
+            if let Some(b) = &last {
+                if pred(b) {
+                    return b.clone();
+                }
+            }
+            if started.elapsed() > TIMEOUT {
+                panic!(
+                    "{name}: timed out waiting for {what}; last seen: {:#?}\ncontroller log: {}",
+                    last.map(|b| b.status),
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        let started = Instant::now();
+        while self
+            .buckets
+            .get_opt(name)
+            .await
+            .expect("get bucket")
+            .is_some()
+        {
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "{name} was not released; controller log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn delete_bucket(&self, name: &str) {
+        self.buckets
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete bucket");
+    }
+
+    /// `kubectl` as a user would run it, against the same cluster.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .args(["-n", &self.ns])
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    pub async fn bucket_exists(&self, name: &str) -> bool {
+        match self.s3.head_bucket().bucket(name).send().await {
+            Ok(_) => true,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => false,
+            Err(e) => panic!("HeadBucket {name}: {e:?}"),
+        }
+    }
+
+    /// Event reasons recorded for an object, oldest first.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let mut events: Vec<_> = api
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        events.into_iter().filter_map(|e| e.reason).collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.kill_controller();
+    }
+}
+
+async fn apply<K>(api: &Api<K>, name: &str, body: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply("cloudkit-e2e").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+}
+
+async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "e2e"))
+        .http_client(http)
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+pub fn condition<'a>(status: Option<&'a ManagedStatus>, type_: &str) -> Option<&'a Condition> {
+    status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+pub fn is_true(b: &Bucket, type_: &str) -> bool {
+    condition(b.status.as_ref(), type_).is_some_and(|c| c.status == "True")
+}
+
+/// Ready for the generation the spec is at: what `kubectl wait` and kstatus mean by done.
+pub fn ready_at_generation(b: &Bucket) -> bool {
+    is_true(b, "Ready")
+        && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
+}
+
+/// A TCP endpoint that counts connections and answers none: proves "no cloud call" when a
+/// ProviderConfig points at it, and stands in for an unreachable cloud.
+pub struct CountingEndpoint {
+    pub url: String,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingEndpoint {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        Self { url, count }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Runs `check` until it returns true or the timeout passes.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < TIMEOUT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

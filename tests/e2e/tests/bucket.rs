@@ -1,0 +1,328 @@
+//! Bucket end to end: real kube-apiserver, real moto, the real controller binary.
+
+use std::time::Duration;
+
+use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
+use cloudkit_e2e::{
+    CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation,
+};
+use serde_json::json;
+
+fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn s3_tags(h: &Harness, bucket: &str) -> Vec<(String, String)> {
+    let mut t: Vec<_> = match h.s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    t.sort();
+    t
+}
+
+async fn s3_versioning(h: &Harness, bucket: &str) -> Option<BucketVersioningStatus> {
+    h.s3.get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("GetBucketVersioning")
+        .status()
+        .cloned()
+}
+
+#[tokio::test]
+async fn create_update_drift_and_delete() {
+    let h = Harness::new("lifecycle").await;
+    let name = h.bucket_name("data");
+    h.apply_bucket(
+        &name,
+        json!({"versioning": true, "tags": {"team": "data", "env": "test"}}),
+    )
+    .await;
+
+    let out = h.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        &format!("bucket/{name}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.external_name.as_deref(), Some(name.as_str()));
+    assert_eq!(status.arn, Some(format!("arn:aws:s3:::{name}")));
+    assert!(!is_true(&b, "Reconciling") && !is_true(&b, "Stalled"));
+    assert_eq!(
+        s3_versioning(&h, &name).await,
+        Some(BucketVersioningStatus::Enabled)
+    );
+    assert_eq!(
+        s3_tags(&h, &name).await,
+        tags(&[("env", "test"), ("team", "data")])
+    );
+    let pab =
+        h.s3.get_public_access_block()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("GetPublicAccessBlock");
+    assert_eq!(
+        pab.public_access_block_configuration()
+            .and_then(|c| c.block_public_acls()),
+        Some(true)
+    );
+
+    // Quiet resyncs (every 2s here) must not rewrite status.
+    let rv = b.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let again = h.buckets.get(&name).await.expect("get");
+    assert_eq!(
+        again.metadata.resource_version, rv,
+        "status was rewritten without a change"
+    );
+
+    // A spec change converges and advances observedGeneration.
+    h.apply_bucket(
+        &name,
+        json!({"versioning": false, "tags": {"team": "platform"}}),
+    )
+    .await;
+    let b = h
+        .wait_bucket(&name, "generation 2 Ready", |b| {
+            b.metadata.generation == Some(2) && ready_at_generation(b)
+        })
+        .await;
+    assert_eq!(
+        b.status.as_ref().and_then(|s| s.observed_generation),
+        Some(2)
+    );
+    assert_eq!(
+        s3_versioning(&h, &name).await,
+        Some(BucketVersioningStatus::Suspended)
+    );
+    assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
+
+    // Someone edits the bucket behind CloudKit's back: the next resync sets it back and
+    // says which field drifted.
+    let foreign = Tagging::builder()
+        .tag_set(
+            Tag::builder()
+                .key("team")
+                .value("intruder")
+                .build()
+                .expect("tag"),
+        )
+        .build()
+        .expect("tagging");
+    h.s3.put_bucket_tagging()
+        .bucket(&name)
+        .tagging(foreign)
+        .send()
+        .await
+        .expect("PutBucketTagging");
+    let b = h
+        .wait_bucket(&name, "drift reported", |b| {
+            b.status.as_ref().is_some_and(|s| !s.drift.is_empty())
+        })
+        .await;
+    let drift = &b.status.as_ref().expect("status").drift;
+    assert_eq!(drift[0].field, "tags.team");
+    assert_eq!(drift[0].desired, "\"platform\"");
+    assert_eq!(drift[0].observed, "\"intruder\"");
+    assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
+    assert!(
+        h.event_reasons(&name)
+            .await
+            .contains(&"DriftCorrected".to_owned())
+    );
+
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(
+        !h.bucket_exists(&name).await,
+        "Delete policy must remove the bucket"
+    );
+    let reasons = h.event_reasons(&name).await;
+    assert!(
+        reasons.contains(&"Created".to_owned()) && reasons.contains(&"Deleted".to_owned()),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn retain_keeps_the_bucket() {
+    let h = Harness::new("retain").await;
+    let name = h.bucket_name("keep");
+    h.apply_bucket(&name, json!({"deletionPolicy": "Retain"}))
+        .await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(
+        h.bucket_exists(&name).await,
+        "Retain must leave the bucket in the cloud"
+    );
+}
+
+#[tokio::test]
+async fn adopts_an_existing_bucket_by_external_name() {
+    let h = Harness::new("adopt").await;
+    let existing = h.bucket_name("preexisting");
+    h.s3.create_bucket()
+        .bucket(&existing)
+        .send()
+        .await
+        .expect("CreateBucket");
+    h.apply_bucket(
+        "adopter",
+        json!({"externalName": existing, "versioning": true, "deletionPolicy": "Retain"}),
+    )
+    .await;
+    let b = h.wait_bucket("adopter", "Ready", ready_at_generation).await;
+    assert_eq!(
+        b.status.and_then(|s| s.external_name),
+        Some(existing.clone())
+    );
+    assert_eq!(
+        s3_versioning(&h, &existing).await,
+        Some(BucketVersioningStatus::Enabled)
+    );
+    assert!(
+        h.event_reasons("adopter")
+            .await
+            .contains(&"Adopted".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
+    let h = Harness::new("invalid").await;
+    let cloud = CountingEndpoint::start().await;
+    h.provider_config("watched", &cloud.url).await;
+    h.apply_bucket(
+        "bad",
+        json!({"externalName": "Not_A_Valid_Bucket", "providerConfigRef": {"name": "watched"}}),
+    )
+    .await;
+    let b = h
+        .wait_bucket("bad", "Stalled", |b| is_true(b, "Stalled"))
+        .await;
+    let ready = condition(b.status.as_ref(), "Ready").expect("Ready condition");
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "InvalidSpec");
+    let message = ready.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("spec.externalName") && message.contains("not a valid aws bucket name"),
+        "{message}"
+    );
+    assert!(
+        !is_true(&b, "Reconciling"),
+        "a spec error needs a human, not a retry loop"
+    );
+    assert!(
+        h.event_reasons("bad")
+            .await
+            .contains(&"InvalidSpec".to_owned())
+    );
+    assert_eq!(
+        cloud.connections(),
+        0,
+        "an invalid spec must not reach the cloud"
+    );
+
+    // Deleting a resource that never existed in the cloud releases it without a cloud call.
+    h.delete_bucket("bad").await;
+    h.wait_gone("bad").await;
+    assert_eq!(cloud.connections(), 0);
+}
+
+#[tokio::test]
+async fn missing_provider_config_stalls_then_recovers_when_created() {
+    let h = Harness::new("noconfig").await;
+    let name = h.bucket_name("later");
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "not-yet"}}))
+        .await;
+    let b = h
+        .wait_bucket(&name, "Stalled", |b| is_true(b, "Stalled"))
+        .await;
+    let ready = condition(b.status.as_ref(), "Ready").expect("Ready");
+    assert_eq!(ready.reason, "ProviderConfigNotFound");
+    assert!(
+        ready
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ProviderConfig 'not-yet' not found")
+    );
+    assert!(!h.bucket_exists(&name).await);
+
+    // Creating the ProviderConfig wakes the bucket up without waiting out its backoff.
+    h.provider_config("not-yet", &h.endpoint).await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    assert!(h.bucket_exists(&name).await);
+}
+
+#[tokio::test]
+async fn unreachable_cloud_retries_then_converges() {
+    let h = Harness::new("retry").await;
+    let down = CountingEndpoint::start().await;
+    h.provider_config("flaky", &down.url).await;
+    let name = h.bucket_name("eventually");
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "flaky"}}))
+        .await;
+    let b = h
+        .wait_bucket(&name, "ProviderError", |b| {
+            condition(b.status.as_ref(), "Ready").is_some_and(|c| c.reason == "ProviderError")
+        })
+        .await;
+    assert!(
+        is_true(&b, "Reconciling"),
+        "a transient error keeps the resource Reconciling"
+    );
+    assert!(!is_true(&b, "Stalled"));
+    let first = down.connections();
+    eventually("a retry", || async { down.connections() > first }).await;
+
+    h.provider_config("flaky", &h.endpoint).await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    assert!(h.bucket_exists(&name).await);
+}
+
+#[tokio::test]
+async fn controller_restart_does_not_duplicate() {
+    let mut h = Harness::new("restart").await;
+    let names: Vec<String> = (0..3).map(|i| h.bucket_name(&format!("r{i}"))).collect();
+    for n in &names {
+        h.apply_bucket(n, json!({"versioning": true})).await;
+    }
+    // Kill the controller as soon as it has started creating, then start a new one.
+    h.wait_bucket(&names[0], "creation started", |b| {
+        b.status.as_ref().is_some_and(|s| s.external_name.is_some())
+    })
+    .await;
+    h.kill_controller();
+    h.start_controller();
+    for n in &names {
+        h.wait_bucket(n, "Ready", ready_at_generation).await;
+    }
+    let listed = h.s3.list_buckets().send().await.expect("ListBuckets");
+    let ours: Vec<&str> = listed
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|b| b.starts_with(&h.ns))
+        .collect();
+    assert_eq!(ours.len(), 3, "{ours:?}");
+}
