@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, unit tests, then the end-to-end tests (real kube-apiserver,
+# moto and the cloudkit binary) and the Helm chart tests.
+#
+# Uses the cluster in KUBECONFIG when it answers and CLOUDKIT_AWS_ENDPOINT is set;
+# otherwise starts the local environment with scripts/dev-env.sh (first run on a fresh
+# machine builds kube-apiserver, ~6 min). Build output is cached outside the clone.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cloudkit/target}
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "format"
+cargo fmt --all --check
+
+step "unit tests"
+cargo test --workspace --exclude cloudkit-e2e
+
+step "environment"
+user_kubeconfig=""
+if [[ -n ${KUBECONFIG:-} ]] && kubectl get --raw /readyz >/dev/null 2>&1; then
+    user_kubeconfig=$KUBECONFIG
+fi
+if [[ -z $user_kubeconfig || -z ${CLOUDKIT_AWS_ENDPOINT:-} ]]; then
+    "$ROOT/scripts/dev-env.sh" up
+    # shellcheck source=/dev/null
+    source "$("$ROOT/scripts/dev-env.sh" env)"
+fi
+[[ -z $user_kubeconfig ]] || export KUBECONFIG=$user_kubeconfig
+echo "cluster: $KUBECONFIG; S3: $CLOUDKIT_AWS_ENDPOINT" >&2
+
+step "build the controller and install the CRDs"
+cargo build -p cloudkit
+export CLOUDKIT_BIN=$CARGO_TARGET_DIR/debug/cloudkit
+"$CLOUDKIT_BIN" crds | kubectl apply --server-side --force-conflicts -f - 2> >(grep -v '^Warning' >&2)
+
+step "end-to-end tests"
+cargo test -p cloudkit-e2e
+
+step "Helm chart"
+bash "$ROOT/tests/chart/test.sh"
