@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 use cloudkit_crds::validation::{self, FieldError};
-use cloudkit_crds::{Bucket, Cloud, Managed};
+use cloudkit_crds::{Bucket, Cloud, Function, Managed, Queue, Table, Topic};
 use cloudkit_reconcilers::bucket::BucketState;
 use cloudkit_reconcilers::{CloudError, Clouds, ExternalResource, ProviderContext};
 use futures::future::BoxFuture;
@@ -42,3 +42,26 @@ impl ManagedKind for Bucket {
         Box::pin(cloudkit_reconcilers::bucket::backend(ctx, clouds))
     }
 }
+
+/// Kinds whose backends have not landed yet. They run through the same loop so that a
+/// user's manifest is answered with `Stalled`/`UnsupportedForProvider` (and no cloud call)
+/// rather than silently ignored.
+macro_rules! no_backend_yet {
+    ($($kind:ident),*) => {$(
+        impl ManagedKind for $kind {
+            type State = ();
+
+            fn validate(&self, _name: &str, _name_field: &str, _cloud: Cloud) -> Vec<FieldError> {
+                Vec::new()
+            }
+
+            fn desired(&self) {}
+
+            fn backend<'a>(ctx: &'a ProviderContext, _clouds: &'a Clouds) -> BoxFuture<'a, Result<Backend<()>, CloudError>> {
+                Box::pin(std::future::ready(Err(CloudError::Unsupported { kind: stringify!($kind), cloud: ctx.cloud })))
+            }
+        }
+    )*};
+}
+
+no_backend_yet!(Table, Queue, Topic, Function);

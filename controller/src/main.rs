@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloudkit_crds::{Bucket, ProviderConfig};
+use cloudkit_crds::{Bucket, Function, ProviderConfig, Queue, Table, Topic};
 use cloudkit_reconcilers::Clouds;
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -158,7 +158,13 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         namespace = namespace.unwrap_or("<all>"),
         "controller started"
     );
-    run_kind::<Bucket>(&client, namespace, args.concurrency, ctx).await;
+    tokio::join!(
+        run_kind::<Bucket>(&client, namespace, args.concurrency, ctx.clone()),
+        run_kind::<Table>(&client, namespace, args.concurrency, ctx.clone()),
+        run_kind::<Queue>(&client, namespace, args.concurrency, ctx.clone()),
+        run_kind::<Topic>(&client, namespace, args.concurrency, ctx.clone()),
+        run_kind::<Function>(&client, namespace, args.concurrency, ctx),
+    );
 
     config_watch.abort();
     server.abort();

@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
+use cloudkit_crds::Queue;
 use cloudkit_e2e::{
     CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation,
 };
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -96,7 +99,7 @@ async fn create_update_drift_and_delete() {
     // A spec change converges and advances observedGeneration.
     h.apply_bucket(
         &name,
-        json!({"versioning": false, "tags": {"team": "platform"}}),
+        json!({"versioning": false, "tags": {"team": "platform"}, "encryption": {"keyId": "alias/e2e"}}),
     )
     .await;
     let b = h
@@ -113,6 +116,18 @@ async fn create_update_drift_and_delete() {
         Some(BucketVersioningStatus::Suspended)
     );
     assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
+    let sse =
+        h.s3.get_bucket_encryption()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("GetBucketEncryption");
+    let by_default = sse
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .expect("default encryption");
+    assert_eq!(by_default.kms_master_key_id(), Some("alias/e2e"));
 
     // Someone edits the bucket behind CloudKit's back: the next resync sets it back and
     // says which field drifted.
@@ -242,10 +257,50 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
         "an invalid spec must not reach the cloud"
     );
 
+    // A block for another cloud is a mistake, not a no-op.
+    h.apply_bucket(
+        "wrong-cloud",
+        json!({"providerConfigRef": {"name": "watched"}, "gcp": {"storageClass": "NEARLINE"}}),
+    )
+    .await;
+    let b = h
+        .wait_bucket("wrong-cloud", "Stalled", |b| is_true(b, "Stalled"))
+        .await;
+    let message = condition(b.status.as_ref(), "Stalled")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("spec.gcp: is set but ProviderConfig 'watched' is for aws"),
+        "{message}"
+    );
+
+    // Kinds without a backend yet are answered, not ignored.
+    let queues: Api<Queue> = Api::namespaced(h.client.clone(), &h.ns);
+    let queue = json!({"apiVersion": "cloudkit.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "jobs"},
+                       "spec": {"providerConfigRef": {"name": "watched"}, "fifo": true}});
+    queues
+        .patch(
+            "jobs",
+            &PatchParams::apply("cloudkit-e2e"),
+            &Patch::Apply(&queue),
+        )
+        .await
+        .expect("apply queue");
+    eventually("Queue Stalled with UnsupportedForProvider", || async {
+        let q = queues.get("jobs").await.expect("get queue");
+        condition(q.status.as_ref(), "Stalled")
+            .is_some_and(|c| c.status == "True" && c.reason == "UnsupportedForProvider")
+    })
+    .await;
+
     // Deleting a resource that never existed in the cloud releases it without a cloud call.
     h.delete_bucket("bad").await;
     h.wait_gone("bad").await;
-    assert_eq!(cloud.connections(), 0);
+    assert_eq!(
+        cloud.connections(),
+        0,
+        "no cloud call for invalid or unsupported resources"
+    );
 }
 
 #[tokio::test]
