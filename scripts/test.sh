@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, unit tests, then the end-to-end tests (real kube-apiserver,
+# Runs every test: formatting, lints, unit tests, then the end-to-end tests (real kube-apiserver,
 # moto and the cloudkit binary) and the Helm chart tests.
 #
 # Uses the cluster in KUBECONFIG when it answers and CLOUDKIT_AWS_ENDPOINT is set;
@@ -13,8 +13,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cloudkit/target}
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "format"
+step "format and lints"
 cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "unit tests"
 cargo test --workspace --exclude cloudkit-e2e

@@ -1,4 +1,6 @@
 #![forbid(unsafe_code)]
+// kube-derive's printcolumn(...) lists repeat `type_ = "string"`, which this lint misreads.
+#![allow(clippy::duplicated_attributes)]
 //! CloudKit's API (`cloudkit.dev/v1alpha1`): the custom resource types, their CRDs, and
 //! the spec validation the controller runs itself (kube-apiserver 1.20 has no CEL).
 

@@ -123,13 +123,13 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
             "is required when spec.credentials.source is Secret",
         ));
     }
-    if let Some(endpoint) = &spec.endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            errors.push(FieldError::new(
-                "spec.endpoint",
-                format!("'{endpoint}' must be an http:// or https:// URL"),
-            ));
-        }
+    if let Some(endpoint) = &spec.endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        errors.push(FieldError::new(
+            "spec.endpoint",
+            format!("'{endpoint}' must be an http:// or https:// URL"),
+        ));
     }
     if let Some(region) = &spec.region {
         let ok = !region.is_empty()
@@ -143,10 +143,10 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
             ));
         }
     }
-    if let Some(interval) = &spec.resync_interval {
-        if let Err(e) = parse_duration(interval) {
-            errors.push(FieldError::new("spec.resyncInterval", e));
-        }
+    if let Some(interval) = &spec.resync_interval
+        && let Err(e) = parse_duration(interval)
+    {
+        errors.push(FieldError::new("spec.resyncInterval", e));
     }
     SpecErrors(errors).into_result()
 }

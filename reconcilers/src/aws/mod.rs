@@ -49,10 +49,10 @@ impl Default for Clients {
 impl Clients {
     /// The SDK configuration for a ProviderContext, built once per version of its settings.
     pub async fn sdk_config(&self, ctx: &ProviderContext) -> SdkConfig {
-        if let Some((seen, config)) = self.lock().get(&ctx.key) {
-            if seen == ctx {
-                return config.clone();
-            }
+        if let Some((seen, config)) = self.lock().get(&ctx.key)
+            && seen == ctx
+        {
+            return config.clone();
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(ctx.region.clone()))

@@ -148,10 +148,10 @@ impl Harness {
         let started = Instant::now();
         loop {
             let last = self.buckets.get_opt(name).await.expect("get bucket");
-            if let Some(b) = &last {
-                if pred(b) {
-                    return b.clone();
-                }
+            if let Some(b) = &last
+                && pred(b)
+            {
+                return b.clone();
             }
             if started.elapsed() > TIMEOUT {
                 panic!(
