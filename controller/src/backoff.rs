@@ -64,10 +64,7 @@ mod tests {
     #[test]
     fn honours_cloud_retry_after_and_resets() {
         let b = Backoff::default();
-        assert_eq!(
-            b.next("a", Some(Duration::from_secs(60))),
-            Duration::from_secs(60)
-        );
+        assert_eq!(b.next("a", Some(Duration::from_secs(60))), Duration::from_secs(60));
         b.reset("a");
         assert!(b.next("a", None) < Duration::from_secs(2));
     }

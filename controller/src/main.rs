@@ -118,23 +118,26 @@ fn api<K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourc
 }
 
 async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::try_default().await.map_err(|e| {
-        format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}")
-    })?;
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}"))?;
     let namespace = args.namespace.as_deref();
     let metrics = Arc::new(Metrics::default());
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
 
     // ProviderConfigs are read on every reconcile: keep them in a watch cache.
     let (configs, writer) = reflector::store();
-    let config_watch = reflector::reflector(writer, watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|event| async {
-            if let Err(e) = event {
-                error!("watching ProviderConfigs (are the CRDs installed? `cloudkit crds | kubectl apply -f -`): {e}");
-            }
-        });
+    let config_watch = reflector::reflector(
+        writer,
+        watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|event| async {
+        if let Err(e) = event {
+            error!("watching ProviderConfigs (are the CRDs installed? `cloudkit crds | kubectl apply -f -`): {e}");
+        }
+    });
     let config_watch = tokio::spawn(config_watch);
     configs
         .wait_until_ready()
@@ -154,10 +157,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         backoff: Backoff::default(),
     });
     metrics.set_ready();
-    info!(
-        namespace = namespace.unwrap_or("<all>"),
-        "controller started"
-    );
+    info!(namespace = namespace.unwrap_or("<all>"), "controller started");
     tokio::join!(
         run_kind::<Bucket>(&client, namespace, args.concurrency, ctx.clone()),
         run_kind::<Table>(&client, namespace, args.concurrency, ctx.clone()),
@@ -173,12 +173,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Runs the generic loop for one kind until a shutdown signal.
-async fn run_kind<K: ManagedKind>(
-    client: &Client,
-    namespace: Option<&str>,
-    concurrency: u16,
-    ctx: Arc<Context>,
-) {
+async fn run_kind<K: ManagedKind>(client: &Client, namespace: Option<&str>, concurrency: u16, ctx: Arc<Context>) {
     let controller = Controller::new(api::<K>(client, namespace), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency));
     let objects = controller.store();

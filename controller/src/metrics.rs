@@ -66,13 +66,9 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn reconciled(&self, kind: &str, took: Duration) {
-        let label = KindLabel {
-            kind: kind.to_owned(),
-        };
+        let label = KindLabel { kind: kind.to_owned() };
         self.reconciles.get_or_create(&label).inc();
-        self.duration
-            .get_or_create(&label)
-            .observe(took.as_secs_f64());
+        self.duration.get_or_create(&label).observe(took.as_secs_f64());
     }
 
     pub fn failed(&self, kind: &str, reason: &str) {
@@ -107,20 +103,14 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
     axum::serve(listener, app).await
 }
 
-async fn render(
-    State(metrics): State<Arc<Metrics>>,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+async fn render(State(metrics): State<Arc<Metrics>>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let content_type = [(
         "content-type",
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
     )];
     match metrics.render() {
         Ok(body) => (StatusCode::OK, content_type, body),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            content_type,
-            String::new(),
-        ),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, content_type, String::new()),
     }
 }
 
@@ -142,14 +132,9 @@ mod tests {
         m.reconciled("Bucket", Duration::from_millis(20));
         m.failed("Bucket", "InvalidSpec");
         let text = m.render().expect("renders");
+        assert!(text.contains("cloudkit_reconciles_total{kind=\"Bucket\"} 1"), "{text}");
         assert!(
-            text.contains("cloudkit_reconciles_total{kind=\"Bucket\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "cloudkit_reconcile_failures_total{kind=\"Bucket\",reason=\"InvalidSpec\"} 1"
-            ),
+            text.contains("cloudkit_reconcile_failures_total{kind=\"Bucket\",reason=\"InvalidSpec\"} 1"),
             "{text}"
         );
         assert!(

@@ -54,15 +54,10 @@ pub async fn resolve(
             let secret = read_secret(client, namespace, secret_name, name).await?;
             static_credentials(spec.provider, &secret, secret_name)?
         }
-        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity => {
-            ResolvedCredentials::Ambient
-        }
+        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity => ResolvedCredentials::Ambient,
     };
     let region = match spec.provider {
-        Cloud::Aws => spec
-            .region
-            .clone()
-            .unwrap_or_else(|| DEFAULT_AWS_REGION.to_owned()),
+        Cloud::Aws => spec.region.clone().unwrap_or_else(|| DEFAULT_AWS_REGION.to_owned()),
         Cloud::Azure | Cloud::Gcp => spec.region.clone().unwrap_or_default(),
     };
     let resync = match &spec.resync_interval {
@@ -82,12 +77,7 @@ pub async fn resolve(
     Ok(ResolvedProvider { ctx, resync })
 }
 
-async fn read_secret(
-    client: &Client,
-    namespace: &str,
-    secret: &str,
-    config: &str,
-) -> Result<Secret, Failure> {
+async fn read_secret(client: &Client, namespace: &str, secret: &str, config: &str) -> Result<Secret, Failure> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(secret).await {
         Ok(Some(s)) => Ok(s),
@@ -105,11 +95,7 @@ async fn read_secret(
     }
 }
 
-fn static_credentials(
-    cloud: Cloud,
-    secret: &Secret,
-    name: &str,
-) -> Result<ResolvedCredentials, Failure> {
+fn static_credentials(cloud: Cloud, secret: &Secret, name: &str) -> Result<ResolvedCredentials, Failure> {
     let data = secret.data.clone().unwrap_or_default();
     let get = |key: &str| -> Option<String> {
         data.get(key)
@@ -179,8 +165,7 @@ mod tests {
 
     #[test]
     fn missing_keys_are_named() {
-        let err = static_credentials(Cloud::Aws, &secret(&[("accessKeyId", "AKIA")]), "aws")
-            .expect_err("incomplete");
+        let err = static_credentials(Cloud::Aws, &secret(&[("accessKeyId", "AKIA")]), "aws").expect_err("incomplete");
         assert_eq!(err.reason(), "CredentialsInvalid");
         assert!(err.to_string().contains("lacks secretAccessKey"), "{err}");
     }

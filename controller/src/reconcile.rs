@@ -63,9 +63,7 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
 pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     let at_least = match err {
         Error::Finalizer(inner) => match inner.as_ref() {
-            finalizer::Error::CleanupFailed(Error::Cleanup(Failure::Retrying {
-                after, ..
-            })) => *after,
+            finalizer::Error::CleanupFailed(Error::Cleanup(Failure::Retrying { after, .. })) => *after,
             _ => None,
         },
         _ => None,
@@ -104,9 +102,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             let next = status::next(current.as_ref(), generation, &name, &outcome, &now());
             write_status(api, obj, &mut current, next).await?;
             // A little jitter keeps many objects created together from resyncing together.
-            Ok(Action::requeue(
-                synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0),
-            ))
+            Ok(Action::requeue(synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0)))
         }
         Err(failure) => {
             report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
@@ -130,8 +126,7 @@ async fn sync<K: ManagedKind>(
     let managed = obj.managed();
     let namespace = obj.namespace().unwrap_or_default();
     let config_name = &managed.provider_config_ref.name;
-    let provider =
-        provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
+    let provider = provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
     let cloud = provider.ctx.cloud;
 
     let name_field = if managed.external_name.is_some() {
@@ -152,10 +147,7 @@ async fn sync<K: ManagedKind>(
         });
     }
     if !errors.is_empty() {
-        return Err(Failure::stalled(
-            "InvalidSpec",
-            SpecErrors(errors).to_string(),
-        ));
+        return Err(Failure::stalled("InvalidSpec", SpecErrors(errors).to_string()));
     }
 
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
@@ -182,14 +174,11 @@ async fn sync<K: ManagedKind>(
             }
             backend.create(name, &desired).await?;
             created = true;
-            backend
-                .observe(name)
-                .await?
-                .ok_or_else(|| Failure::Retrying {
-                    reason: "ProviderError".into(),
-                    message: format!("'{name}' was created but is not visible yet"),
-                    after: Some(Duration::from_secs(2)),
-                })?
+            backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
+                reason: "ProviderError".into(),
+                message: format!("'{name}' was created but is not visible yet"),
+                after: Some(Duration::from_secs(2)),
+            })?
         }
     };
 
@@ -243,10 +232,7 @@ async fn sync<K: ManagedKind>(
     } else if !drift.is_empty() {
         (
             "DriftCorrected",
-            format!(
-                "'{name}' was changed outside CloudKit; set back: {}",
-                describe(&diffs)
-            ),
+            format!("'{name}' was changed outside CloudKit; set back: {}", describe(&diffs)),
         )
     } else if !diffs.is_empty() {
         ("Updated", format!("updated {fields} on '{name}'"))
@@ -291,10 +277,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
             &managed.provider_config_ref.name,
         )
         .await?;
-        K::backend(&provider.ctx, &ctx.clouds)
-            .await?
-            .delete(&name)
-            .await?;
+        K::backend(&provider.ctx, &ctx.clouds).await?.delete(&name).await?;
         Ok::<(), Failure>(())
     }
     .await;
@@ -302,14 +285,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         Ok(()) => {
             ctx.backoff.reset(&key(obj));
             info!(kind = %K::kind(&()), object = %key(obj), "deleted '{name}'");
-            publish(
-                ctx,
-                obj,
-                EventType::Normal,
-                "Deleted",
-                format!("deleted '{name}'"),
-            )
-            .await;
+            publish(ctx, obj, EventType::Normal, "Deleted", format!("deleted '{name}'")).await;
             Ok(Action::await_change())
         }
         Err(failure) => {
@@ -322,15 +298,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
                 },
                 retrying => retrying,
             };
-            report_failure(
-                api,
-                obj,
-                ctx,
-                &name,
-                &failure,
-                &mut obj.managed_status().cloned(),
-            )
-            .await?;
+            report_failure(api, obj, ctx, &name, &failure, &mut obj.managed_status().cloned()).await?;
             Err(Error::Cleanup(failure))
         }
     }
@@ -346,19 +314,11 @@ async fn report_failure<K: ManagedKind>(
     current: &mut Option<ManagedStatus>,
 ) -> Result<(), Error> {
     ctx.metrics.failed(&K::kind(&()), failure.reason());
-    let is_news = status::condition(current.as_ref(), READY).is_none_or(|c| {
-        c.reason != failure.reason() || c.message.as_deref() != Some(failure.to_string().as_str())
-    });
+    let is_news = status::condition(current.as_ref(), READY)
+        .is_none_or(|c| c.reason != failure.reason() || c.message.as_deref() != Some(failure.to_string().as_str()));
     if is_news {
         warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
-        publish(
-            ctx,
-            obj,
-            EventType::Warning,
-            failure.reason(),
-            failure.to_string(),
-        )
-        .await;
+        publish(ctx, obj, EventType::Warning, failure.reason(), failure.to_string()).await;
     }
     let next = status::next(
         current.as_ref(),
@@ -395,13 +355,7 @@ async fn write_status<K: ManagedKind>(
     Ok(())
 }
 
-async fn publish<K: ManagedKind>(
-    ctx: &Context,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
+async fn publish<K: ManagedKind>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

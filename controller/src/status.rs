@@ -40,15 +40,7 @@ pub fn next(
     let mut status = old.cloned().unwrap_or_default();
     status.observed_generation = generation;
     let mut set = |type_: &str, value: bool, reason: &str, message: &str| {
-        set_condition(
-            &mut status.conditions,
-            type_,
-            value,
-            reason,
-            message,
-            generation,
-            now,
-        );
+        set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
     };
     match outcome {
         Outcome::Creating => {
@@ -58,12 +50,7 @@ pub fn next(
             set(STALLED, false, "Creating", "");
         }
         Outcome::InSync { .. } => {
-            set(
-                READY,
-                true,
-                "Available",
-                "the cloud resource matches the manifest",
-            );
+            set(READY, true, "Available", "the cloud resource matches the manifest");
             set(SYNCED, true, "ReconcileSuccess", "");
             set(RECONCILING, false, "ReconcileSuccess", "");
             set(STALLED, false, "ReconcileSuccess", "");
@@ -74,9 +61,7 @@ pub fn next(
             set(RECONCILING, false, reason, "");
             set(STALLED, true, reason, message);
         }
-        Outcome::Failed(Failure::Retrying {
-            reason, message, ..
-        }) => {
+        Outcome::Failed(Failure::Retrying { reason, message, .. }) => {
             set(READY, false, reason, message);
             set(SYNCED, false, reason, message);
             set(RECONCILING, true, "RetryingAfterError", message);
@@ -221,15 +206,9 @@ mod tests {
         let s = next(None, Some(2), "B", &Outcome::Failed(&f), T0);
         assert_eq!(get(&s, STALLED).status, "True");
         assert_eq!(get(&s, READY).reason, "InvalidSpec");
-        assert_eq!(
-            get(&s, READY).message.as_deref(),
-            Some("metadata.name: bad")
-        );
+        assert_eq!(get(&s, READY).message.as_deref(), Some("metadata.name: bad"));
         assert_eq!(get(&s, RECONCILING).status, "False");
-        assert_eq!(
-            s.external_name, None,
-            "nothing was created, so no name is recorded"
-        );
+        assert_eq!(s.external_name, None, "nothing was created, so no name is recorded");
         let again = next(Some(&s), Some(2), "B", &Outcome::Failed(&f), T1);
         assert_eq!(get(&again, STALLED).last_transition_time, T0);
     }

@@ -106,10 +106,7 @@ mod tests {
     /// The chart ships the CRDs; a stale copy would install an API the binary does not speak.
     #[test]
     fn committed_chart_crds_match_generated() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../charts/cloudkit/crds/crds.yaml"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/cloudkit/crds/crds.yaml");
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         let generated = crds_yaml().expect("CRDs serialize");
         assert!(
@@ -136,13 +133,7 @@ mod tests {
     fn every_managed_kind_has_status_subresource_and_columns() {
         for crd in crds() {
             let version = &crd.spec.versions[0];
-            assert!(
-                version
-                    .subresources
-                    .as_ref()
-                    .and_then(|s| s.status.as_ref())
-                    .is_some()
-            );
+            assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
             if crd.spec.names.kind != "ProviderConfig" {
                 let columns: Vec<_> = version
                     .additional_printer_columns
@@ -162,8 +153,7 @@ mod tests {
 
     #[test]
     fn spec_defaults_apply_when_fields_are_omitted() {
-        let spec: bucket::BucketSpec =
-            serde_json::from_value(serde_json::json!({})).expect("empty spec");
+        let spec: bucket::BucketSpec = serde_json::from_value(serde_json::json!({})).expect("empty spec");
         assert_eq!(spec.managed.provider_config_ref.name, "default");
         assert_eq!(spec.managed.deletion_policy, DeletionPolicy::Delete);
         assert!(spec.block_public_access);

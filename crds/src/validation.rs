@@ -30,11 +30,7 @@ pub struct SpecErrors(pub Vec<FieldError>);
 
 impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect();
+        let parts: Vec<String> = self.0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
         f.write_str(&parts.join("; "))
     }
 }
@@ -85,12 +81,7 @@ pub fn bucket(name: &str, name_field: &str, spec: &BucketSpec, cloud: Cloud) -> 
         ));
     }
     errors.extend(tags(&spec.tags, cloud));
-    if spec
-        .encryption
-        .key_id
-        .as_deref()
-        .is_some_and(|k| k.trim().is_empty())
-    {
+    if spec.encryption.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
         errors.push(FieldError::new(
             "spec.encryption.keyId",
             "is empty: remove it for provider-managed keys or give a key",
@@ -116,8 +107,7 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
             format!("is set but spec.provider is {}: remove it", spec.provider),
         ));
     }
-    if spec.credentials.source == CredentialsSource::Secret && spec.credentials.secret_ref.is_none()
-    {
+    if spec.credentials.source == CredentialsSource::Secret && spec.credentials.secret_ref.is_none() {
         errors.push(FieldError::new(
             "spec.credentials.secretRef",
             "is required when spec.credentials.source is Secret",
@@ -154,9 +144,7 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
 /// Parses `90s`, `10m`, `1h`; at least one second.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -192,10 +180,7 @@ fn edges_alnum(name: &str) -> bool {
 /// S3 general purpose bucket naming rules.
 fn s3_bucket_name(name: &str) -> Option<String> {
     if !(3..=63).contains(&name.len()) {
-        return Some(format!(
-            "must be 3 to 63 characters long, not {}",
-            name.len()
-        ));
+        return Some(format!("must be 3 to 63 characters long, not {}", name.len()));
     }
     if !name.chars().all(|c| alnum_lower(c) || c == '.' || c == '-') {
         return Some("use only lowercase letters, digits, dots and hyphens".into());
@@ -227,10 +212,7 @@ fn s3_bucket_name(name: &str) -> Option<String> {
 /// Azure blob container naming rules.
 fn azure_container_name(name: &str) -> Option<String> {
     if !(3..=63).contains(&name.len()) {
-        return Some(format!(
-            "must be 3 to 63 characters long, not {}",
-            name.len()
-        ));
+        return Some(format!("must be 3 to 63 characters long, not {}", name.len()));
     }
     if !name.chars().all(|c| alnum_lower(c) || c == '-') {
         return Some("use only lowercase letters, digits and hyphens".into());
@@ -245,14 +227,9 @@ fn azure_container_name(name: &str) -> Option<String> {
 fn gcs_bucket_name(name: &str) -> Option<String> {
     let max = if name.contains('.') { 222 } else { 63 };
     if !(3..=max).contains(&name.len()) || name.split('.').any(|part| part.len() > 63) {
-        return Some(
-            "must be 3 to 63 characters long (222 with dots, 63 per dot-separated part)".into(),
-        );
+        return Some("must be 3 to 63 characters long (222 with dots, 63 per dot-separated part)".into());
     }
-    if !name
-        .chars()
-        .all(|c| alnum_lower(c) || matches!(c, '.' | '-' | '_'))
-    {
+    if !name.chars().all(|c| alnum_lower(c) || matches!(c, '.' | '-' | '_')) {
         return Some("use only lowercase letters, digits, dots, hyphens and underscores".into());
     }
     if !edges_alnum(name) {
@@ -278,24 +255,27 @@ fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
     if tags.len() > max_count {
         errors.push(FieldError::new(
             "spec.tags",
-            format!(
-                "{} entries, but {cloud} allows at most {max_count} {noun}",
-                tags.len()
-            ),
+            format!("{} entries, but {cloud} allows at most {max_count} {noun}", tags.len()),
         ));
     }
     for (key, value) in tags {
         let field = format!("spec.tags.{key}");
         let problem = match cloud {
-            Cloud::Aws if key.is_empty() || key.chars().count() > 128 => Some("keys must be 1 to 128 characters".to_owned()),
-            Cloud::Aws if key.starts_with("aws:") => Some("keys must not start with the reserved prefix 'aws:'".to_owned()),
+            Cloud::Aws if key.is_empty() || key.chars().count() > 128 => {
+                Some("keys must be 1 to 128 characters".to_owned())
+            }
+            Cloud::Aws if key.starts_with("aws:") => {
+                Some("keys must not start with the reserved prefix 'aws:'".to_owned())
+            }
             Cloud::Aws if value.chars().count() > 256 => Some("values must be at most 256 characters".to_owned()),
-            Cloud::Azure if !is_identifier(key) => {
-                Some("Azure metadata keys must be identifiers: letters, digits and '_', not starting with a digit".to_owned())
-            }
-            Cloud::Gcp if !gcs_label(key, true) => {
-                Some("GCP label keys must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter".to_owned())
-            }
+            Cloud::Azure if !is_identifier(key) => Some(
+                "Azure metadata keys must be identifiers: letters, digits and '_', not starting with a digit"
+                    .to_owned(),
+            ),
+            Cloud::Gcp if !gcs_label(key, true) => Some(
+                "GCP label keys must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"
+                    .to_owned(),
+            ),
             Cloud::Gcp if !gcs_label(value, false) => {
                 Some("GCP label values must be at most 63 lowercase letters, digits, '_' or '-'".to_owned())
             }
@@ -309,9 +289,7 @@ fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
 }
 
 fn is_identifier(key: &str) -> bool {
-    key.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -390,11 +368,7 @@ mod tests {
         let errors = cloud_blocks(&[Cloud::Aws, Cloud::Azure], Cloud::Aws, "default");
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "spec.azure");
-        assert!(
-            errors[0]
-                .message
-                .contains("ProviderConfig 'default' is for aws")
-        );
+        assert!(errors[0].message.contains("ProviderConfig 'default' is for aws"));
     }
 
     #[test]

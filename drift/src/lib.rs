@@ -37,10 +37,9 @@ pub fn diff<T: Serialize>(desired: &T, observed: &T) -> Result<Vec<FieldDiff>, s
 
 /// Whether any diff lies at `path` or below it, so a backend knows which call to make.
 pub fn touches(diffs: &[FieldDiff], path: &str) -> bool {
-    diffs.iter().any(|d| {
-        d.path == path
-            || (d.path.starts_with(path) && d.path.as_bytes().get(path.len()) == Some(&b'.'))
-    })
+    diffs
+        .iter()
+        .any(|d| d.path == path || (d.path.starts_with(path) && d.path.as_bytes().get(path.len()) == Some(&b'.')))
 }
 
 fn walk(path: &str, desired: &Value, observed: &Value, out: &mut Vec<FieldDiff>) {
@@ -88,10 +87,7 @@ mod tests {
     fn state(versioning: bool, tags: &[(&str, &str)], rules: Vec<u32>) -> State {
         State {
             versioning,
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             rules,
         }
     }
@@ -111,30 +107,19 @@ mod tests {
             .into_iter()
             .map(|d| d.path)
             .collect();
-        assert_eq!(
-            paths,
-            ["rules", "tags.env", "tags.owner", "tags.team", "versioning"]
-        );
+        assert_eq!(paths, ["rules", "tags.env", "tags.owner", "tags.team", "versioning"]);
     }
 
     #[test]
     fn missing_keys_show_as_null() {
-        let d = diff(
-            &state(false, &[], vec![]),
-            &state(false, &[("extra", "x")], vec![]),
-        )
-        .expect("diff");
+        let d = diff(&state(false, &[], vec![]), &state(false, &[("extra", "x")], vec![])).expect("diff");
         assert_eq!(d[0].desired, Value::Null);
         assert_eq!(d[0].observed, Value::String("x".into()));
     }
 
     #[test]
     fn touches_matches_whole_segments_only() {
-        let d = diff(
-            &state(true, &[("a", "1")], vec![]),
-            &state(true, &[], vec![]),
-        )
-        .expect("diff");
+        let d = diff(&state(true, &[("a", "1")], vec![]), &state(true, &[], vec![])).expect("diff");
         assert!(touches(&d, "tags"));
         assert!(!touches(&d, "tag"));
         assert!(!touches(&d, "versioning"));

@@ -46,19 +46,11 @@ pub type BucketBackend = dyn ExternalResource<State = BucketState>;
 
 /// The bucket backend for the ProviderConfig's cloud.
 #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
-pub async fn backend(
-    ctx: &ProviderContext,
-    clouds: &Clouds,
-) -> Result<Box<BucketBackend>, CloudError> {
+pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<BucketBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
-        Cloud::Aws => Ok(Box::new(
-            crate::aws::bucket::S3Bucket::new(&clouds.aws, ctx).await,
-        )),
-        cloud => Err(CloudError::Unsupported {
-            kind: "Bucket",
-            cloud,
-        }),
+        Cloud::Aws => Ok(Box::new(crate::aws::bucket::S3Bucket::new(&clouds.aws, ctx).await)),
+        cloud => Err(CloudError::Unsupported { kind: "Bucket", cloud }),
     }
 }
 
@@ -75,10 +67,7 @@ mod tests {
     #[test]
     fn portable_switch_sets_all_four_flags() {
         let s = BucketState::desired(&spec(serde_json::json!({})));
-        assert!(
-            s.public_access_block.block_public_acls
-                && s.public_access_block.restrict_public_buckets
-        );
+        assert!(s.public_access_block.block_public_acls && s.public_access_block.restrict_public_buckets);
         let s = BucketState::desired(&spec(serde_json::json!({"blockPublicAccess": false})));
         assert_eq!(s.public_access_block, PublicAccessBlock::default());
     }

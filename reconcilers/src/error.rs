@@ -8,17 +8,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CloudError {
     /// The kind has no backend for this cloud: a human must pick another ProviderConfig.
-    #[error(
-        "{kind} is not supported on {cloud}: use a ProviderConfig for a cloud that serves {kind}"
-    )]
+    #[error("{kind} is not supported on {cloud}: use a ProviderConfig for a cloud that serves {kind}")]
     Unsupported { kind: &'static str, cloud: Cloud },
 
     /// The cloud refused the request as it stands; retrying the same request will not help.
     #[error("{message}")]
-    Rejected {
-        reason: &'static str,
-        message: String,
-    },
+    Rejected { reason: &'static str, message: String },
 
     /// A passing failure (network, throttling, server error, eventual consistency).
     #[error("{message}")]

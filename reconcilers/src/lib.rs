@@ -12,9 +12,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use cloudkit_crds::Cloud;
-use cloudkit_crds::provider_config::{
-    AwsProviderSettings, AzureProviderSettings, GcpProviderSettings,
-};
+use cloudkit_crds::provider_config::{AwsProviderSettings, AzureProviderSettings, GcpProviderSettings};
 use cloudkit_drift::FieldDiff;
 use serde::Serialize;
 
@@ -86,12 +84,7 @@ pub trait ExternalResource: Send + Sync {
     /// Creates the resource; succeeding when it already exists and is ours.
     async fn create(&self, name: &str, desired: &Self::State) -> Result<(), CloudError>;
     /// Converges the fields listed in `diffs` to `desired`.
-    async fn update(
-        &self,
-        name: &str,
-        desired: &Self::State,
-        diffs: &[FieldDiff],
-    ) -> Result<(), CloudError>;
+    async fn update(&self, name: &str, desired: &Self::State, diffs: &[FieldDiff]) -> Result<(), CloudError>;
     /// Deletes the resource; succeeding when it is already gone.
     async fn delete(&self, name: &str) -> Result<(), CloudError>;
 }

@@ -3,10 +3,9 @@
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
-    VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
 };
 use cloudkit_crds::bucket::PublicAccessBlock;
 use cloudkit_crds::common::Tags;
@@ -34,16 +33,10 @@ impl S3Bucket {
             // such as `bucket.127.0.0.1` do not resolve.
             config = config.force_path_style(true);
         }
-        if ctx.aws.request_checksum_calculation
-            == cloudkit_crds::provider_config::ChecksumMode::WhenRequired
-        {
+        if ctx.aws.request_checksum_calculation == cloudkit_crds::provider_config::ChecksumMode::WhenRequired {
             config = config
-                .request_checksum_calculation(
-                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                )
-                .response_checksum_validation(
-                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-                );
+                .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
         }
         Self {
             client: Client::from_conf(config.build()),
@@ -65,12 +58,7 @@ impl S3Bucket {
     }
 
     async fn versioning(&self, name: &str) -> Result<bool, CloudError> {
-        let out = self
-            .client
-            .get_bucket_versioning()
-            .bucket(name)
-            .send()
-            .await;
+        let out = self.client.get_bucket_versioning().bucket(name).send().await;
         let out = out.map_err(|e| classify("GetBucketVersioning", name, e))?;
         Ok(out.status() == Some(&BucketVersioningStatus::Enabled))
     }
@@ -88,22 +76,14 @@ impl S3Bucket {
     }
 
     async fn public_access_block(&self, name: &str) -> Result<PublicAccessBlock, CloudError> {
-        match self
-            .client
-            .get_public_access_block()
-            .bucket(name)
-            .send()
-            .await
-        {
+        match self.client.get_public_access_block().bucket(name).send().await {
             Ok(out) => {
                 let c = out.public_access_block_configuration();
                 Ok(PublicAccessBlock {
                     block_public_acls: c.and_then(|c| c.block_public_acls()).unwrap_or(false),
                     ignore_public_acls: c.and_then(|c| c.ignore_public_acls()).unwrap_or(false),
                     block_public_policy: c.and_then(|c| c.block_public_policy()).unwrap_or(false),
-                    restrict_public_buckets: c
-                        .and_then(|c| c.restrict_public_buckets())
-                        .unwrap_or(false),
+                    restrict_public_buckets: c.and_then(|c| c.restrict_public_buckets()).unwrap_or(false),
                 })
             }
             Err(e) if error_code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => {
@@ -114,30 +94,20 @@ impl S3Bucket {
     }
 
     async fn encryption_key(&self, name: &str) -> Result<Option<String>, CloudError> {
-        match self
-            .client
-            .get_bucket_encryption()
-            .bucket(name)
-            .send()
-            .await
-        {
+        match self.client.get_bucket_encryption().bucket(name).send().await {
             Ok(out) => {
                 let default = out
                     .server_side_encryption_configuration()
                     .and_then(|c| c.rules().first())
                     .and_then(|r| r.apply_server_side_encryption_by_default());
                 Ok(match default {
-                    Some(d) if d.sse_algorithm() != &ServerSideEncryption::Aes256 => Some(
-                        d.kms_master_key_id()
-                            .unwrap_or(AWS_MANAGED_KMS_KEY)
-                            .to_owned(),
-                    ),
+                    Some(d) if d.sse_algorithm() != &ServerSideEncryption::Aes256 => {
+                        Some(d.kms_master_key_id().unwrap_or(AWS_MANAGED_KMS_KEY).to_owned())
+                    }
                     _ => None,
                 })
             }
-            Err(e) if error_code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => {
-                Ok(None)
-            }
+            Err(e) if error_code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => Ok(None),
             Err(e) => Err(classify("GetBucketEncryption", name, e)),
         }
     }
@@ -186,33 +156,18 @@ impl ExternalResource for S3Bucket {
         match request.send().await {
             Ok(_) => Ok(()),
             // A retry after a lost response, or a restart mid-create: the bucket is ours.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
-            {
-                Ok(())
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_exists()) =>
-            {
-                Err(CloudError::Rejected {
-                    reason: "ExternalNameTaken",
-                    message: format!(
-                        "bucket name '{name}' is taken by another AWS account (names are global): choose another spec.externalName"
-                    ),
-                })
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_exists()) => Err(CloudError::Rejected {
+                reason: "ExternalNameTaken",
+                message: format!(
+                    "bucket name '{name}' is taken by another AWS account (names are global): choose another spec.externalName"
+                ),
+            }),
             Err(e) => Err(classify("CreateBucket", name, e)),
         }
     }
 
-    async fn update(
-        &self,
-        name: &str,
-        desired: &BucketState,
-        diffs: &[FieldDiff],
-    ) -> Result<(), CloudError> {
+    async fn update(&self, name: &str, desired: &BucketState, diffs: &[FieldDiff]) -> Result<(), CloudError> {
         if touches(diffs, "versioning") {
             let status = if desired.versioning {
                 BucketVersioningStatus::Enabled
@@ -231,12 +186,7 @@ impl ExternalResource for S3Bucket {
         }
         if touches(diffs, "tags") {
             if desired.tags.is_empty() {
-                let out = self
-                    .client
-                    .delete_bucket_tagging()
-                    .bucket(name)
-                    .send()
-                    .await;
+                let out = self.client.delete_bucket_tagging().bucket(name).send().await;
                 out.map_err(|e| classify("DeleteBucketTagging", name, e))?;
             } else {
                 let tag_set = desired
@@ -248,13 +198,14 @@ impl ExternalResource for S3Bucket {
                         reason: "InvalidSpec",
                         message: format!("spec.tags: {e}"),
                     })?;
-                let tagging = Tagging::builder()
-                    .set_tag_set(Some(tag_set))
-                    .build()
-                    .map_err(|e| CloudError::Rejected {
-                        reason: "InvalidSpec",
-                        message: format!("spec.tags: {e}"),
-                    })?;
+                let tagging =
+                    Tagging::builder()
+                        .set_tag_set(Some(tag_set))
+                        .build()
+                        .map_err(|e| CloudError::Rejected {
+                            reason: "InvalidSpec",
+                            message: format!("spec.tags: {e}"),
+                        })?;
                 let out = self
                     .client
                     .put_bucket_tagging()
@@ -284,8 +235,7 @@ impl ExternalResource for S3Bucket {
         }
         if touches(diffs, "encryptionKeyId") {
             let by_default = match &desired.encryption_key_id {
-                None => ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::Aes256),
+                None => ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256),
                 Some(key) => ServerSideEncryptionByDefault::builder()
                     .sse_algorithm(ServerSideEncryption::AwsKms)
                     .kms_master_key_id(key),

@@ -76,16 +76,13 @@ impl Clients {
             loader = loader.credentials_provider(creds);
         }
         let config = loader.load().await;
-        self.lock()
-            .insert(ctx.key.clone(), (ctx.clone(), config.clone()));
+        self.lock().insert(ctx.key.clone(), (ctx.clone(), config.clone()));
         config
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProviderContext, SdkConfig)>> {
         // A panic while holding the lock leaves only a cache behind; keep using it.
-        self.configs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.configs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -104,18 +101,11 @@ where
             let status = service.raw().status().as_u16();
             let message = match service.err().code() {
                 Some(code) => {
-                    let detail = service
-                        .err()
-                        .message()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default();
+                    let detail = service.err().message().map(|m| format!(": {m}")).unwrap_or_default();
                     format!("{operation} {name}: {code} (HTTP {status}){detail}")
                 }
                 // No AWS error code: the response itself could not be read; say why.
-                None => format!(
-                    "{operation} {name}: HTTP {status}: {}",
-                    DisplayErrorContext(&err)
-                ),
+                None => format!("{operation} {name}: HTTP {status}: {}", DisplayErrorContext(&err)),
             };
             let code = service.err().code().unwrap_or_default();
             if status >= 500 || status == 429 || THROTTLING_CODES.contains(&code) {

@@ -38,6 +38,7 @@ pub struct Harness {
     pub buckets: Api<Bucket>,
     controller: Option<Child>,
     pub log: PathBuf,
+    pub metrics_port: u16,
 }
 
 impl Harness {
@@ -45,9 +46,7 @@ impl Harness {
     /// 2s so drift tests are quick, and a controller watching only that namespace.
     pub async fn new(test: &str) -> Self {
         let endpoint = required_env("CLOUDKIT_AWS_ENDPOINT");
-        let client = Client::try_default()
-            .await
-            .expect("KUBECONFIG reaches a cluster");
+        let client = Client::try_default().await.expect("KUBECONFIG reaches a cluster");
         let ns = format!("e2e-{test}-{}", fastrand::u32(..) % 100_000);
         let namespaces: Api<Namespace> = Api::all(client.clone());
         apply(
@@ -75,6 +74,7 @@ impl Harness {
             endpoint,
             controller: None,
             log,
+            metrics_port: 0,
         };
         h.provider_config("default", &h.endpoint.clone()).await;
         h.start_controller();
@@ -82,19 +82,32 @@ impl Harness {
     }
 
     pub async fn provider_config(&self, name: &str, endpoint: &str) {
+        self.provider_config_in_region(name, endpoint, "us-east-1").await;
+    }
+
+    pub async fn provider_config_in_region(&self, name: &str, endpoint: &str, region: &str) {
         let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
-        apply(&api, name, json!({
-            "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
-            "spec": {
-                "provider": "aws", "region": "us-east-1", "endpoint": endpoint, "resyncInterval": "2s",
-                "credentials": {"source": "Secret", "secretRef": {"name": "aws"}}
-            }
-        }))
+        apply(
+            &api,
+            name,
+            json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
+                "spec": {
+                    "provider": "aws", "region": region, "endpoint": endpoint, "resyncInterval": "2s",
+                    "credentials": {"source": "Secret", "secretRef": {"name": "aws"}}
+                }
+            }),
+        )
         .await;
     }
 
     pub fn start_controller(&mut self) {
         let bin = required_env("CLOUDKIT_BIN");
+        // A free port now; taken by the controller a moment later.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        self.metrics_port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let metrics_addr = format!("127.0.0.1:{}", self.metrics_port);
         let log = File::options()
             .create(true)
             .append(true)
@@ -106,7 +119,7 @@ impl Harness {
                 "--namespace",
                 &self.ns,
                 "--metrics-addr",
-                "127.0.0.1:0",
+                &metrics_addr,
                 "--log-format",
                 "json",
             ])
@@ -116,6 +129,28 @@ impl Harness {
             .spawn()
             .expect("cloudkit binary starts");
         self.controller = Some(child);
+    }
+
+    /// GET `path` on the controller's metrics/health port: (status code, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
     }
 
     /// SIGKILL: no graceful shutdown, as after a crash or an evicted pod.
@@ -132,19 +167,18 @@ impl Harness {
     }
 
     pub async fn apply_bucket(&self, name: &str, spec: Value) {
-        apply(&self.buckets, name, json!({
-            "apiVersion": "cloudkit.dev/v1alpha1", "kind": "Bucket", "metadata": {"name": name}, "spec": spec
-        }))
+        apply(
+            &self.buckets,
+            name,
+            json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "Bucket", "metadata": {"name": name}, "spec": spec
+            }),
+        )
         .await;
     }
 
     /// Polls until the bucket's status satisfies `pred`, failing with the last status seen.
-    pub async fn wait_bucket(
-        &self,
-        name: &str,
-        what: &str,
-        pred: impl Fn(&Bucket) -> bool,
-    ) -> Bucket {
+    pub async fn wait_bucket(&self, name: &str, what: &str, pred: impl Fn(&Bucket) -> bool) -> Bucket {
         let started = Instant::now();
         loop {
             let last = self.buckets.get_opt(name).await.expect("get bucket");
@@ -166,13 +200,7 @@ impl Harness {
 
     pub async fn wait_gone(&self, name: &str) {
         let started = Instant::now();
-        while self
-            .buckets
-            .get_opt(name)
-            .await
-            .expect("get bucket")
-            .is_some()
-        {
+        while self.buckets.get_opt(name).await.expect("get bucket").is_some() {
             assert!(
                 started.elapsed() < TIMEOUT,
                 "{name} was not released; controller log: {}",
@@ -208,8 +236,7 @@ impl Harness {
 
     /// Event reasons recorded for an object, oldest first.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
-        let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), &self.ns);
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
         let mut events: Vec<_> = api
             .list(&Default::default())
             .await
@@ -233,13 +260,9 @@ async fn apply<K>(api: &Api<K>, name: &str, body: Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.patch(
-        name,
-        &PatchParams::apply("cloudkit-e2e").force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+    api.patch(name, &PatchParams::apply("cloudkit-e2e").force(), &Patch::Apply(&body))
+        .await
+        .unwrap_or_else(|e| panic!("apply {name}: {e}"));
 }
 
 async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
@@ -253,11 +276,7 @@ async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
         .http_client(http)
         .load()
         .await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    )
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build())
 }
 
 pub fn condition<'a>(status: Option<&'a ManagedStatus>, type_: &str) -> Option<&'a Condition> {
@@ -270,8 +289,7 @@ pub fn is_true(b: &Bucket, type_: &str) -> bool {
 
 /// Ready for the generation the spec is at: what `kubectl wait` and kstatus mean by done.
 pub fn ready_at_generation(b: &Bucket) -> bool {
-    is_true(b, "Ready")
-        && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
+    is_true(b, "Ready") && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
 }
 
 /// A TCP endpoint that counts connections and answers none: proves "no cloud call" when a
@@ -283,9 +301,7 @@ pub struct CountingEndpoint {
 
 impl CountingEndpoint {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = count.clone();

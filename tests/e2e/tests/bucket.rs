@@ -4,18 +4,13 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
 use cloudkit_crds::Queue;
-use cloudkit_e2e::{
-    CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation,
-};
+use cloudkit_e2e::{CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 async fn s3_tags(h: &Harness, bucket: &str) -> Vec<(String, String)> {
@@ -67,14 +62,8 @@ async fn create_update_drift_and_delete() {
     assert_eq!(status.external_name.as_deref(), Some(name.as_str()));
     assert_eq!(status.arn, Some(format!("arn:aws:s3:::{name}")));
     assert!(!is_true(&b, "Reconciling") && !is_true(&b, "Stalled"));
-    assert_eq!(
-        s3_versioning(&h, &name).await,
-        Some(BucketVersioningStatus::Enabled)
-    );
-    assert_eq!(
-        s3_tags(&h, &name).await,
-        tags(&[("env", "test"), ("team", "data")])
-    );
+    assert_eq!(s3_versioning(&h, &name).await, Some(BucketVersioningStatus::Enabled));
+    assert_eq!(s3_tags(&h, &name).await, tags(&[("env", "test"), ("team", "data")]));
     let pab =
         h.s3.get_public_access_block()
             .bucket(&name)
@@ -107,14 +96,8 @@ async fn create_update_drift_and_delete() {
             b.metadata.generation == Some(2) && ready_at_generation(b)
         })
         .await;
-    assert_eq!(
-        b.status.as_ref().and_then(|s| s.observed_generation),
-        Some(2)
-    );
-    assert_eq!(
-        s3_versioning(&h, &name).await,
-        Some(BucketVersioningStatus::Suspended)
-    );
+    assert_eq!(b.status.as_ref().and_then(|s| s.observed_generation), Some(2));
+    assert_eq!(s3_versioning(&h, &name).await, Some(BucketVersioningStatus::Suspended));
     assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
     let sse =
         h.s3.get_bucket_encryption()
@@ -132,13 +115,7 @@ async fn create_update_drift_and_delete() {
     // Someone edits the bucket behind CloudKit's back: the next resync sets it back and
     // says which field drifted.
     let foreign = Tagging::builder()
-        .tag_set(
-            Tag::builder()
-                .key("team")
-                .value("intruder")
-                .build()
-                .expect("tag"),
-        )
+        .tag_set(Tag::builder().key("team").value("intruder").build().expect("tag"))
         .build()
         .expect("tagging");
     h.s3.put_bucket_tagging()
@@ -157,18 +134,24 @@ async fn create_update_drift_and_delete() {
     assert_eq!(drift[0].desired, "\"platform\"");
     assert_eq!(drift[0].observed, "\"intruder\"");
     assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
+    assert!(h.event_reasons(&name).await.contains(&"DriftCorrected".to_owned()));
+
+    let (code, _) = h.http_get("/readyz").await;
+    assert_eq!(code, 200);
+    let (code, metrics) = h.http_get("/metrics").await;
+    assert_eq!(code, 200);
     assert!(
-        h.event_reasons(&name)
-            .await
-            .contains(&"DriftCorrected".to_owned())
+        metrics.contains("cloudkit_reconciles_total{kind=\"Bucket\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cloudkit_reconcile_duration_seconds_bucket{"),
+        "{metrics}"
     );
 
     h.delete_bucket(&name).await;
     h.wait_gone(&name).await;
-    assert!(
-        !h.bucket_exists(&name).await,
-        "Delete policy must remove the bucket"
-    );
+    assert!(!h.bucket_exists(&name).await, "Delete policy must remove the bucket");
     let reasons = h.event_reasons(&name).await;
     assert!(
         reasons.contains(&"Created".to_owned()) && reasons.contains(&"Deleted".to_owned()),
@@ -177,12 +160,23 @@ async fn create_update_drift_and_delete() {
 }
 
 #[tokio::test]
-async fn retain_keeps_the_bucket() {
+async fn retain_keeps_the_bucket_in_its_region() {
     let h = Harness::new("retain").await;
+    h.provider_config_in_region("ireland", &h.endpoint, "eu-west-1").await;
     let name = h.bucket_name("keep");
-    h.apply_bucket(&name, json!({"deletionPolicy": "Retain"}))
-        .await;
+    h.apply_bucket(
+        &name,
+        json!({"deletionPolicy": "Retain", "providerConfigRef": {"name": "ireland"}}),
+    )
+    .await;
     h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let location =
+        h.s3.get_bucket_location()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("GetBucketLocation");
+    assert_eq!(location.location_constraint().map(|c| c.as_str()), Some("eu-west-1"));
     h.delete_bucket(&name).await;
     h.wait_gone(&name).await;
     assert!(
@@ -206,19 +200,12 @@ async fn adopts_an_existing_bucket_by_external_name() {
     )
     .await;
     let b = h.wait_bucket("adopter", "Ready", ready_at_generation).await;
-    assert_eq!(
-        b.status.and_then(|s| s.external_name),
-        Some(existing.clone())
-    );
+    assert_eq!(b.status.and_then(|s| s.external_name), Some(existing.clone()));
     assert_eq!(
         s3_versioning(&h, &existing).await,
         Some(BucketVersioningStatus::Enabled)
     );
-    assert!(
-        h.event_reasons("adopter")
-            .await
-            .contains(&"Adopted".to_owned())
-    );
+    assert!(h.event_reasons("adopter").await.contains(&"Adopted".to_owned()));
 }
 
 #[tokio::test]
@@ -231,9 +218,7 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
         json!({"externalName": "Not_A_Valid_Bucket", "providerConfigRef": {"name": "watched"}}),
     )
     .await;
-    let b = h
-        .wait_bucket("bad", "Stalled", |b| is_true(b, "Stalled"))
-        .await;
+    let b = h.wait_bucket("bad", "Stalled", |b| is_true(b, "Stalled")).await;
     let ready = condition(b.status.as_ref(), "Ready").expect("Ready condition");
     assert_eq!(ready.status, "False");
     assert_eq!(ready.reason, "InvalidSpec");
@@ -246,16 +231,8 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
         !is_true(&b, "Reconciling"),
         "a spec error needs a human, not a retry loop"
     );
-    assert!(
-        h.event_reasons("bad")
-            .await
-            .contains(&"InvalidSpec".to_owned())
-    );
-    assert_eq!(
-        cloud.connections(),
-        0,
-        "an invalid spec must not reach the cloud"
-    );
+    assert!(h.event_reasons("bad").await.contains(&"InvalidSpec".to_owned()));
+    assert_eq!(cloud.connections(), 0, "an invalid spec must not reach the cloud");
 
     // A block for another cloud is a mistake, not a no-op.
     h.apply_bucket(
@@ -263,9 +240,7 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
         json!({"providerConfigRef": {"name": "watched"}, "gcp": {"storageClass": "NEARLINE"}}),
     )
     .await;
-    let b = h
-        .wait_bucket("wrong-cloud", "Stalled", |b| is_true(b, "Stalled"))
-        .await;
+    let b = h.wait_bucket("wrong-cloud", "Stalled", |b| is_true(b, "Stalled")).await;
     let message = condition(b.status.as_ref(), "Stalled")
         .and_then(|c| c.message.clone())
         .unwrap_or_default();
@@ -279,11 +254,7 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
     let queue = json!({"apiVersion": "cloudkit.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "jobs"},
                        "spec": {"providerConfigRef": {"name": "watched"}, "fifo": true}});
     queues
-        .patch(
-            "jobs",
-            &PatchParams::apply("cloudkit-e2e"),
-            &Patch::Apply(&queue),
-        )
+        .patch("jobs", &PatchParams::apply("cloudkit-e2e"), &Patch::Apply(&queue))
         .await
         .expect("apply queue");
     eventually("Queue Stalled with UnsupportedForProvider", || async {
@@ -309,9 +280,7 @@ async fn missing_provider_config_stalls_then_recovers_when_created() {
     let name = h.bucket_name("later");
     h.apply_bucket(&name, json!({"providerConfigRef": {"name": "not-yet"}}))
         .await;
-    let b = h
-        .wait_bucket(&name, "Stalled", |b| is_true(b, "Stalled"))
-        .await;
+    let b = h.wait_bucket(&name, "Stalled", |b| is_true(b, "Stalled")).await;
     let ready = condition(b.status.as_ref(), "Ready").expect("Ready");
     assert_eq!(ready.reason, "ProviderConfigNotFound");
     assert!(
