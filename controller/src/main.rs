@@ -6,6 +6,7 @@ mod error;
 mod kinds;
 mod metrics;
 mod provider;
+mod provider_config;
 mod reconcile;
 mod status;
 
@@ -163,13 +164,27 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         run_kind::<Table>(&client, namespace, args.concurrency, ctx.clone()),
         run_kind::<Queue>(&client, namespace, args.concurrency, ctx.clone()),
         run_kind::<Topic>(&client, namespace, args.concurrency, ctx.clone()),
-        run_kind::<Function>(&client, namespace, args.concurrency, ctx),
+        run_kind::<Function>(&client, namespace, args.concurrency, ctx.clone()),
+        run_provider_configs(&client, namespace, ctx),
     );
 
     config_watch.abort();
     server.abort();
     info!("controller stopped");
     Ok(())
+}
+
+/// Keeps each ProviderConfig's own status current until a shutdown signal.
+async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc<Context>) {
+    Controller::new(api::<ProviderConfig>(client, namespace), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(provider_config::reconcile, provider_config::error_policy, ctx)
+        .for_each(|result| async {
+            if let Err(e) = result {
+                tracing::debug!("ProviderConfig controller: {e}");
+            }
+        })
+        .await;
 }
 
 /// Runs the generic loop for one kind until a shutdown signal.

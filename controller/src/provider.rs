@@ -7,7 +7,7 @@ use cloudkit_crds::validation;
 use cloudkit_reconcilers::{ProviderContext, ResolvedCredentials};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use crate::error::Failure;
 
@@ -20,7 +20,7 @@ pub struct ResolvedProvider {
     pub resync: Duration,
 }
 
-/// Looks the ProviderConfig up in the watch cache (no API call) and reads its Secret.
+/// Looks the ProviderConfig up in the watch cache (no API call) and resolves it.
 pub async fn resolve(
     client: &Client,
     configs: &Store<ProviderConfig>,
@@ -36,6 +36,15 @@ pub async fn resolve(
             ),
         )
     })?;
+    from_config(client, &config).await
+}
+
+/// Validates a ProviderConfig and reads its Secret.
+pub async fn from_config(client: &Client, config: &ProviderConfig) -> Result<ResolvedProvider, Failure> {
+    let namespace = config.namespace().unwrap_or_default();
+    let namespace = namespace.as_str();
+    let name = config.name_any();
+    let name = name.as_str();
     let spec = &config.spec;
     validation::provider_config(spec).map_err(|e| {
         Failure::stalled(

@@ -26,7 +26,7 @@ use crate::provider;
 use crate::status::{self, Outcome, READY};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
-const FIELD_MANAGER: &str = "cloudkit";
+pub const FIELD_MANAGER: &str = "cloudkit";
 
 pub struct Context {
     pub client: Client,
@@ -82,7 +82,7 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
-fn now() -> String {
+pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -355,7 +355,13 @@ async fn write_status<K: ManagedKind>(
     Ok(())
 }
 
-async fn publish<K: ManagedKind>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: String) {
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

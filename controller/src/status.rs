@@ -3,6 +3,7 @@
 //! while work is pending, `Stalled=True` only when a human must act, `Ready` always set.
 
 use cloudkit_crds::common::{Condition, FieldDrift, ManagedStatus};
+use cloudkit_crds::provider_config::ProviderConfigStatus;
 use cloudkit_reconcilers::Outputs;
 
 use crate::error::Failure;
@@ -87,6 +88,39 @@ pub fn next(
             }
         }
         Outcome::Failed(_) => {}
+    }
+    status
+}
+
+/// A ProviderConfig's status: Ready when its settings are valid and its credentials are
+/// present (they are not tried against the cloud: resources using them report that).
+pub fn provider_config(
+    old: Option<&ProviderConfigStatus>,
+    generation: Option<i64>,
+    result: Result<(), &Failure>,
+    now: &str,
+) -> ProviderConfigStatus {
+    let mut status = old.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let mut set = |type_: &str, value: bool, reason: &str, message: &str| {
+        set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
+    };
+    match result {
+        Ok(()) => {
+            set(READY, true, "Valid", "settings are valid and credentials are present");
+            set(RECONCILING, false, "Valid", "");
+            set(STALLED, false, "Valid", "");
+        }
+        Err(Failure::Stalled { reason, message }) => {
+            set(READY, false, reason, message);
+            set(RECONCILING, false, reason, "");
+            set(STALLED, true, reason, message);
+        }
+        Err(Failure::Retrying { reason, message, .. }) => {
+            set(READY, false, reason, message);
+            set(RECONCILING, true, "RetryingAfterError", message);
+            set(STALLED, false, reason, "");
+        }
     }
     status
 }
@@ -269,6 +303,26 @@ mod tests {
             quiet.drift, drift,
             "the last drift stays readable until new drift replaces it"
         );
+    }
+
+    #[test]
+    fn provider_config_ready_or_stalled() {
+        let ok = provider_config(None, Some(1), Ok(()), T0);
+        assert_eq!(
+            ok.conditions
+                .iter()
+                .find(|c| c.type_ == READY)
+                .map(|c| c.status.as_str()),
+            Some("True")
+        );
+        let f = Failure::stalled("CredentialsNotFound", "Secret 'aws' not found");
+        let bad = provider_config(Some(&ok), Some(2), Err(&f), T1);
+        let stalled = bad.conditions.iter().find(|c| c.type_ == STALLED).expect("Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "CredentialsNotFound")
+        );
+        assert_eq!(bad.observed_generation, Some(2));
     }
 
     #[test]

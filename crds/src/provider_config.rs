@@ -113,6 +113,11 @@ pub struct GcpProviderSettings {
     printcolumn(name = "PROVIDER", type_ = "string", json_path = ".spec.provider"),
     printcolumn(name = "REGION", type_ = "string", json_path = ".spec.region"),
     printcolumn(name = "ENDPOINT", type_ = "string", json_path = ".spec.endpoint"),
+    printcolumn(
+        name = "READY",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

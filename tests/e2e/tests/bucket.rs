@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
-use cloudkit_crds::Queue;
+use cloudkit_crds::{ProviderConfig, Queue};
 use cloudkit_e2e::{CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -349,4 +349,45 @@ async fn controller_restart_does_not_duplicate() {
         .filter(|b| b.starts_with(&h.ns))
         .collect();
     assert_eq!(ours.len(), 3, "{ours:?}");
+}
+
+#[tokio::test]
+async fn provider_configs_report_their_own_health() {
+    let h = Harness::new("pchealth").await;
+    let configs: Api<ProviderConfig> = Api::namespaced(h.client.clone(), &h.ns);
+    let no_secret = json!({"apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "nosecret"},
+                           "spec": {"provider": "aws", "credentials": {"source": "Secret", "secretRef": {"name": "missing"}}}});
+    configs
+        .patch(
+            "nosecret",
+            &PatchParams::apply("cloudkit-e2e"),
+            &Patch::Apply(&no_secret),
+        )
+        .await
+        .expect("apply");
+    let pc_condition = |name: &'static str, type_: &'static str| {
+        let configs = configs.clone();
+        async move {
+            let pc = configs.get(name).await.expect("get ProviderConfig");
+            pc.status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == type_))
+        }
+    };
+    eventually("default ProviderConfig Ready", || async {
+        pc_condition("default", "Ready")
+            .await
+            .is_some_and(|c| c.status == "True")
+    })
+    .await;
+    eventually("nosecret Stalled with CredentialsNotFound", || async {
+        pc_condition("nosecret", "Stalled")
+            .await
+            .is_some_and(|c| c.status == "True" && c.reason == "CredentialsNotFound")
+    })
+    .await;
+    let message = pc_condition("nosecret", "Ready")
+        .await
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("Secret 'missing'"), "{message}");
 }
