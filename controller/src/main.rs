@@ -21,7 +21,8 @@ use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::utils::Predicate;
 use kube::{Api, Client, ResourceExt};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -189,9 +190,17 @@ async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc
 
 /// Runs the generic loop for one kind until a shutdown signal.
 async fn run_kind<K: ManagedKind>(client: &Client, namespace: Option<&str>, concurrency: u16, ctx: Arc<Context>) {
-    let controller = Controller::new(api::<K>(client, namespace), watcher::Config::default())
+    // Only spec (generation) and finalizer changes start a reconcile: the controller's own
+    // status writes would otherwise trigger a second, redundant round of cloud calls.
+    // Deletion bumps the generation too, so cleanup is not filtered out.
+    let (objects, writer) = reflector::store();
+    let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+    let controller = Controller::for_stream(changes, objects.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency));
-    let objects = controller.store();
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
     // re-reconciles the objects that use it, instead of waiting for their backoff.
     controller
