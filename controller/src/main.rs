@@ -21,8 +21,8 @@ use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::runtime::utils::Predicate;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -198,7 +198,10 @@ async fn run_kind<K: ManagedKind>(client: &Client, namespace: Option<&str>, conc
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
     let controller = Controller::for_stream(changes, objects.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency));
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)

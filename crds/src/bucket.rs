@@ -1,10 +1,9 @@
 //! `Bucket`: object storage (S3 bucket, Azure blob container, GCS bucket).
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ManagedFields, ManagedStatus, Tags};
+use crate::common::{ManagedFields, Tags};
 
 fn yes() -> bool {
     true
@@ -70,49 +69,29 @@ pub struct GcpBucket {
     pub storage_class: GcsStorageClass,
 }
 
-/// An object storage bucket: S3 on AWS, a blob container on Azure, GCS on GCP.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "cloudkit.dev",
-    version = "v1alpha1",
+managed_kind! {
     kind = "Bucket",
-    namespaced,
-    status = "ManagedStatus",
     shortname = "ckbucket",
-    category = "cloudkit",
     doc = "An object storage bucket: S3 on AWS, a blob container on Azure, GCS on GCP.",
-    printcolumn(
-        name = "READY",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "REASON",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(name = "EXTERNAL-NAME", type_ = "string", json_path = ".status.externalName"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct BucketSpec {
-    #[serde(flatten)]
-    pub managed: ManagedFields,
-    /// Keep every version of every object.
-    #[serde(default)]
-    pub versioning: bool,
-    /// S3 tags, blob container metadata, GCS labels.
-    #[serde(default)]
-    pub tags: Tags,
-    /// Block every form of public access (default true).
-    #[serde(default = "yes")]
-    pub block_public_access: bool,
-    #[serde(default)]
-    pub encryption: Encryption,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsBucket>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure: Option<AzureBucket>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcp: Option<GcpBucket>,
+    pub struct BucketSpec {
+        #[serde(flatten)]
+        pub managed: ManagedFields,
+        /// Keep every version of every object.
+        #[serde(default)]
+        pub versioning: bool,
+        /// S3 tags, blob container metadata, GCS labels.
+        #[serde(default)]
+        pub tags: Tags,
+        /// Block every form of public access (default true).
+        #[serde(default = "yes")]
+        pub block_public_access: bool,
+        #[serde(default)]
+        pub encryption: Encryption,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub aws: Option<AwsBucket>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub azure: Option<AzureBucket>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gcp: Option<GcpBucket>,
+    }
 }

@@ -1,10 +1,9 @@
 //! `Function`: serverless code (Lambda, Azure Functions, Cloud Functions).
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{LocalRef, ManagedFields, ManagedStatus, Tags};
+use crate::common::{LocalRef, ManagedFields, Tags};
 
 /// The CloudKit kinds a Function may read outputs from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -90,51 +89,31 @@ pub struct AwsFunction {
     pub architecture: Option<String>,
 }
 
-/// Serverless code: Lambda on AWS, Azure Functions, Cloud Functions on GCP.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "cloudkit.dev",
-    version = "v1alpha1",
+managed_kind! {
     kind = "Function",
-    namespaced,
-    status = "ManagedStatus",
     shortname = "ckfn",
-    category = "cloudkit",
     doc = "Serverless code: Lambda on AWS, Azure Functions, Cloud Functions on GCP.",
-    printcolumn(
-        name = "READY",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "REASON",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(name = "EXTERNAL-NAME", type_ = "string", json_path = ".status.externalName"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionSpec {
-    #[serde(flatten)]
-    pub managed: ManagedFields,
-    /// Language runtime, e.g. `python3.12`, `nodejs20.x`.
-    pub runtime: String,
-    /// Entry point, e.g. `app.handler`.
-    pub handler: String,
-    /// Memory in MiB (default 128).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<i32>,
-    /// Seconds an invocation may run (default 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<i32>,
-    #[serde(default)]
-    pub env: Vec<EnvVar>,
-    pub code: CodeSource,
-    #[serde(default)]
-    pub triggers: Vec<Trigger>,
-    #[serde(default)]
-    pub tags: Tags,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsFunction>,
+    pub struct FunctionSpec {
+        #[serde(flatten)]
+        pub managed: ManagedFields,
+        /// Language runtime, e.g. `python3.12`, `nodejs20.x`.
+        pub runtime: String,
+        /// Entry point, e.g. `app.handler`.
+        pub handler: String,
+        /// Memory in MiB (default 128).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub memory_mb: Option<i32>,
+        /// Seconds an invocation may run (default 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timeout_seconds: Option<i32>,
+        #[serde(default)]
+        pub env: Vec<EnvVar>,
+        pub code: CodeSource,
+        #[serde(default)]
+        pub triggers: Vec<Trigger>,
+        #[serde(default)]
+        pub tags: Tags,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub aws: Option<AwsFunction>,
+    }
 }

@@ -4,6 +4,33 @@
 //! CloudKit's API (`cloudkit.dev/v1alpha1`): the custom resource types, their CRDs, and
 //! the spec validation the controller runs itself (kube-apiserver 1.20 has no CEL).
 
+/// Declares a managed kind: its spec struct plus what every managed kind shares (group,
+/// version, `ManagedStatus`, the `cloudkit` category and the READY, REASON, EXTERNAL-NAME and
+/// AGE columns), so the kinds cannot drift apart.
+macro_rules! managed_kind {
+    (kind = $kind:tt, shortname = $short:tt, doc = $doc:tt, $(#[$meta:meta])* pub struct $spec:ident { $($body:tt)* }) => {
+        #[doc = $doc]
+        #[derive(kube::CustomResource, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+        #[kube(
+            group = "cloudkit.dev",
+            version = "v1alpha1",
+            kind = $kind,
+            namespaced,
+            status = "crate::common::ManagedStatus",
+            shortname = $short,
+            category = "cloudkit",
+            doc = $doc,
+            printcolumn(name = "READY", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+            printcolumn(name = "REASON", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+            printcolumn(name = "EXTERNAL-NAME", type_ = "string", json_path = ".status.externalName"),
+            printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+        )]
+        #[serde(rename_all = "camelCase")]
+        $(#[$meta])*
+        pub struct $spec { $($body)* }
+    };
+}
+
 pub mod bucket;
 pub mod common;
 pub mod function;

@@ -1,10 +1,9 @@
 //! `Queue`: a message queue (SQS, Azure Storage Queue, Pub/Sub subscription).
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{LocalRef, ManagedFields, ManagedStatus, Tags};
+use crate::common::{LocalRef, ManagedFields, Tags};
 
 /// Messages received too often move to another `Queue`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -25,50 +24,30 @@ pub struct AwsQueue {
     pub kms_key_id: Option<String>,
 }
 
-/// A message queue: SQS on AWS, a Storage Queue on Azure, a Pub/Sub subscription on GCP.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "cloudkit.dev",
-    version = "v1alpha1",
+managed_kind! {
     kind = "Queue",
-    namespaced,
-    status = "ManagedStatus",
     shortname = "ckqueue",
-    category = "cloudkit",
     doc = "A message queue: SQS on AWS, a Storage Queue on Azure, a Pub/Sub subscription on GCP.",
-    printcolumn(
-        name = "READY",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "REASON",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(name = "EXTERNAL-NAME", type_ = "string", json_path = ".status.externalName"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueSpec {
-    #[serde(flatten)]
-    pub managed: ManagedFields,
-    /// First-in first-out delivery with exactly-once processing.
-    #[serde(default)]
-    pub fifo: bool,
-    /// Seconds a received message stays hidden from other consumers (default 30).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visibility_timeout_seconds: Option<i32>,
-    /// Seconds a message is kept (default 345600, four days).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_retention_seconds: Option<i32>,
-    /// Seconds each new message waits before delivery (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_seconds: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_letter: Option<DeadLetter>,
-    #[serde(default)]
-    pub tags: Tags,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsQueue>,
+    pub struct QueueSpec {
+        #[serde(flatten)]
+        pub managed: ManagedFields,
+        /// First-in first-out delivery with exactly-once processing.
+        #[serde(default)]
+        pub fifo: bool,
+        /// Seconds a received message stays hidden from other consumers (default 30).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub visibility_timeout_seconds: Option<i32>,
+        /// Seconds a message is kept (default 345600, four days).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message_retention_seconds: Option<i32>,
+        /// Seconds each new message waits before delivery (default 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub delay_seconds: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub dead_letter: Option<DeadLetter>,
+        #[serde(default)]
+        pub tags: Tags,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub aws: Option<AwsQueue>,
+    }
 }

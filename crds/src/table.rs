@@ -1,10 +1,9 @@
 //! `Table`: a key-value table (DynamoDB, Azure Table, Bigtable).
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ManagedFields, ManagedStatus, Tags};
+use crate::common::{ManagedFields, Tags};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum AttributeType {
@@ -76,46 +75,26 @@ pub struct GcpTable {
     pub column_families: Vec<String>,
 }
 
-/// A key-value table: DynamoDB on AWS, Azure Table storage, Bigtable on GCP.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "cloudkit.dev",
-    version = "v1alpha1",
+managed_kind! {
     kind = "Table",
-    namespaced,
-    status = "ManagedStatus",
     shortname = "cktable",
-    category = "cloudkit",
     doc = "A key-value table: DynamoDB on AWS, Azure Table storage, Bigtable on GCP.",
-    printcolumn(
-        name = "READY",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "REASON",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(name = "EXTERNAL-NAME", type_ = "string", json_path = ".status.externalName"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct TableSpec {
-    #[serde(flatten)]
-    pub managed: ManagedFields,
-    pub partition_key: KeyAttribute,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sort_key: Option<KeyAttribute>,
-    #[serde(default)]
-    pub billing: Billing,
-    /// Attribute holding each item's expiry time (epoch seconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_attribute: Option<String>,
-    #[serde(default)]
-    pub tags: Tags,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsTable>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcp: Option<GcpTable>,
+    pub struct TableSpec {
+        #[serde(flatten)]
+        pub managed: ManagedFields,
+        pub partition_key: KeyAttribute,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sort_key: Option<KeyAttribute>,
+        #[serde(default)]
+        pub billing: Billing,
+        /// Attribute holding each item's expiry time (epoch seconds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ttl_attribute: Option<String>,
+        #[serde(default)]
+        pub tags: Tags,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub aws: Option<AwsTable>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gcp: Option<GcpTable>,
+    }
 }

@@ -1,10 +1,9 @@
 //! `Topic`: publish/subscribe (SNS, Pub/Sub topic).
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{LocalRef, ManagedFields, ManagedStatus, Tags};
+use crate::common::{LocalRef, ManagedFields, Tags};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum SubscriptionProtocol {
@@ -37,38 +36,18 @@ pub struct Subscription {
     pub filter_policy: Option<String>,
 }
 
-/// A publish/subscribe topic: SNS on AWS, Pub/Sub on GCP.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "cloudkit.dev",
-    version = "v1alpha1",
+managed_kind! {
     kind = "Topic",
-    namespaced,
-    status = "ManagedStatus",
     shortname = "cktopic",
-    category = "cloudkit",
     doc = "A publish/subscribe topic: SNS on AWS, Pub/Sub on GCP.",
-    printcolumn(
-        name = "READY",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "REASON",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(name = "EXTERNAL-NAME", type_ = "string", json_path = ".status.externalName"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicSpec {
-    #[serde(flatten)]
-    pub managed: ManagedFields,
-    #[serde(default)]
-    pub fifo: bool,
-    #[serde(default)]
-    pub tags: Tags,
-    #[serde(default)]
-    pub subscriptions: Vec<Subscription>,
+    pub struct TopicSpec {
+        #[serde(flatten)]
+        pub managed: ManagedFields,
+        #[serde(default)]
+        pub fifo: bool,
+        #[serde(default)]
+        pub tags: Tags,
+        #[serde(default)]
+        pub subscriptions: Vec<Subscription>,
+    }
 }
