@@ -39,7 +39,7 @@ kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null 2>&1
 stop_controller
 mkdir -p "$(dirname "$LOG")"
 # Only `default`, where samples/ live, so the e2e tests' own controllers are not raced.
-nohup "$BIN" controller --namespace default --metrics-addr 127.0.0.1:8080 >"$LOG" 2>nohup "$BIN" controller --metrics-addr 127.0.0.1:8080 >"$LOG" 2>&1 &1 &
+nohup "$BIN" controller --namespace default --metrics-addr 127.0.0.1:8080 >"$LOG" 2>&1 &
 echo $! >"$PIDFILE"
 echo "demo: controller running (pid $(cat "$PIDFILE"), log $LOG, metrics http://127.0.0.1:8080/metrics)" >&2
 
