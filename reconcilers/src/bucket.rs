@@ -1,6 +1,5 @@
 //! Bucket: the portable state every cloud's bucket backend observes and converges.
 
-use cloudkit_crds::Cloud;
 use cloudkit_crds::bucket::{BucketSpec, PublicAccessBlock};
 use cloudkit_crds::common::Tags;
 use serde::Serialize;
@@ -49,7 +48,7 @@ pub type BucketBackend = dyn ExternalResource<State = BucketState>;
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<BucketBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
-        Cloud::Aws => Ok(Box::new(crate::aws::bucket::S3Bucket::new(&clouds.aws, ctx).await)),
+        cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::bucket::S3Bucket::new(&clouds.aws, ctx).await)),
         cloud => Err(CloudError::Unsupported { kind: "Bucket", cloud }),
     }
 }

@@ -129,3 +129,76 @@ where
         _ => CloudError::transient(format!("{operation} {name}: {}", DisplayErrorContext(&err))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::get_bucket_tagging::GetBucketTaggingError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn service_error(status: u16, code: Option<&str>) -> SdkError<GetBucketTaggingError, HttpResponse> {
+        let mut meta = ErrorMetadata::builder().message("details");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let status = StatusCode::try_from(status).expect("valid status");
+        SdkError::service_error(
+            GetBucketTaggingError::generic(meta.build()),
+            HttpResponse::new(status, SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_retried() {
+        for (status, code) in [
+            (500, "InternalError"),
+            (503, "SlowDown"),
+            (400, "RequestLimitExceeded"),
+            (429, "Any"),
+        ] {
+            let err = classify("GetBucketTagging", "b", service_error(status, Some(code)));
+            assert!(err.is_retryable(), "{status} {code}: {err}");
+            assert_eq!(err.reason(), "ProviderError");
+        }
+    }
+
+    #[test]
+    fn access_denied_is_retried_with_a_hint() {
+        let err = classify("GetBucketTagging", "b", service_error(403, Some("AccessDenied")));
+        assert!(err.is_retryable());
+        assert!(
+            err.to_string().contains("check the ProviderConfig's credentials"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_client_errors_need_a_human() {
+        let err = classify("GetBucketTagging", "b", service_error(400, Some("InvalidArgument")));
+        assert!(!err.is_retryable());
+        assert_eq!(err.reason(), "CloudRejected");
+        assert_eq!(
+            err.to_string(),
+            "GetBucketTagging b: InvalidArgument (HTTP 400): details"
+        );
+    }
+
+    #[test]
+    fn unreadable_responses_say_why() {
+        let err = classify("GetBucketTagging", "b", service_error(200, None));
+        assert!(err.to_string().starts_with("GetBucketTagging b: HTTP 200: "), "{err}");
+    }
+
+    #[test]
+    fn network_failures_are_retried() {
+        let err: SdkError<GetBucketTaggingError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        let err = classify("GetBucketTagging", "b", err);
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("connection refused"), "{err}");
+    }
+}
