@@ -175,18 +175,19 @@ moto_python() {
         log "installing moto[server] into $venv"
         rm -rf "$venv"
         python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
-        "$py" -m pip install -q "moto[server]>=$MOTO_MIN,<6" >&2 || die "pip install moto[server] failed"
+        "$py" -m pip install -q "moto[server]==$MOTO_VERSION" >&2 || die "pip install moto[server] failed"
     fi
     echo "$py"
 }
 
-# moto before 5.2.5 answers GetBucketVersioning with a root element the AWS SDKs reject.
-MOTO_MIN=5.2.5
+# Pinned: scripts/moto_server.py patches a moto internal (S3 XML roots, wrong up to and
+# including 5.2.5), so a newer moto must be checked before it is allowed in.
+MOTO_VERSION=5.2.5
 moto_usable() {
     "$1" - <<PY 2>/dev/null
 import moto, moto.server
 have = tuple(int(x) for x in moto.__version__.split(".")[:3])
-raise SystemExit(have < tuple(int(x) for x in "$MOTO_MIN".split(".")))
+raise SystemExit(have != tuple(int(x) for x in "$MOTO_VERSION".split(".")))
 PY
 }
 

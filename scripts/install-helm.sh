@@ -28,8 +28,8 @@ case "$(uname -s)-$(uname -m)" in
 esac
 
 if ! command -v npm >/dev/null 2>&1; then
-  log "npm is required (e.g. apt-get install -y npm)"
-  exit 1
+  log "installing npm from Debian's packages"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >&2 || { log "npm is required: apt-get install -y npm"; exit 1; }
 fi
 
 mkdir -p "$BIN_DIR"

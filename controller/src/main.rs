@@ -125,7 +125,10 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}"))?;
     let namespace = args.namespace.as_deref();
     let metrics = Arc::new(Metrics::default());
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot serve metrics on {}: {e}", args.metrics_addr))?;
+    let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
 
     // ProviderConfigs are read on every reconcile: keep them in a watch cache.
     let (configs, writer) = reflector::store();

@@ -154,6 +154,17 @@ async fn sync<K: ManagedKind>(
     let desired = obj.desired();
     let mut created = false;
     let observed = match backend.observe(name).await? {
+        // Taking over a resource is only done when asked: a name that merely matches
+        // `metadata.name` may belong to someone else (another namespace, another tool).
+        Some(_) if recorded.is_none() && managed.external_name.is_none() => {
+            return Err(Failure::stalled(
+                "AlreadyExists",
+                format!(
+                    "'{name}' already exists and is not managed by this object: set spec.externalName: {name} \
+                     to adopt it, or choose another name"
+                ),
+            ));
+        }
         Some(observed) => observed,
         None => {
             if recorded.is_none() {
@@ -172,7 +183,16 @@ async fn sync<K: ManagedKind>(
                         after: None,
                     })?;
             }
-            backend.create(name, &desired).await?;
+            if let Err(e) = backend.create(name, &desired).await {
+                // A refused create made nothing: forget the name, so that the user may pick
+                // another and a delete does not touch a resource that is not ours.
+                if !e.is_retryable() {
+                    if let Some(s) = current.as_mut() {
+                        s.external_name = None;
+                    }
+                }
+                return Err(e.into());
+            }
             created = true;
             backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
                 reason: "ProviderError".into(),
@@ -204,38 +224,22 @@ async fn sync<K: ManagedKind>(
         .map(|d| d.path.split('.').next().unwrap_or_default())
         .collect();
     top_level.dedup();
-    let fields = top_level.join(", ");
+    let set = if top_level.is_empty() {
+        String::new()
+    } else {
+        format!(" and set {}", top_level.join(", "))
+    };
     let (reason, note) = if created {
-        (
-            "Created",
-            format!(
-                "created '{name}'{}",
-                if fields.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and set {fields}")
-                }
-            ),
-        )
+        ("Created", format!("created '{name}'{set}"))
     } else if adopted {
-        (
-            "Adopted",
-            format!(
-                "adopted existing '{name}'{}",
-                if fields.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and set {fields}")
-                }
-            ),
-        )
+        ("Adopted", format!("adopted existing '{name}'{set}"))
     } else if !drift.is_empty() {
         (
             "DriftCorrected",
             format!("'{name}' was changed outside CloudKit; set back: {}", describe(&diffs)),
         )
     } else if !diffs.is_empty() {
-        ("Updated", format!("updated {fields} on '{name}'"))
+        ("Updated", format!("updated {} on '{name}'", top_level.join(", ")))
     } else {
         ("", String::new())
     };

@@ -39,6 +39,10 @@ pub fn next(
     now: &str,
 ) -> ManagedStatus {
     let mut status = old.cloned().unwrap_or_default();
+    if status.observed_generation != generation {
+        // Drift found against an older manifest says nothing about this one.
+        status.drift.clear();
+    }
     status.observed_generation = generation;
     let mut set = |type_: &str, value: bool, reason: &str, message: &str| {
         set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
@@ -323,6 +327,39 @@ mod tests {
             ("True", "CredentialsNotFound")
         );
         assert_eq!(bad.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_new_generation_clears_old_drift() {
+        let o = outputs();
+        let drift = vec![FieldDrift {
+            field: "tags.a".into(),
+            desired: "1".into(),
+            observed: "2".into(),
+        }];
+        let drifted = next(
+            None,
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift,
+                changed: true,
+            },
+            T0,
+        );
+        let updated = next(
+            Some(&drifted),
+            Some(2),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: vec![],
+                changed: true,
+            },
+            T1,
+        );
+        assert!(updated.drift.is_empty());
     }
 
     #[test]

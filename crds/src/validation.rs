@@ -141,7 +141,10 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
     SpecErrors(errors).into_result()
 }
 
-/// Parses `90s`, `10m`, `1h`; at least one second.
+/// Longest resync interval: drift should not go unnoticed for more than a day.
+const MAX_RESYNC_SECONDS: u64 = 24 * 3600;
+
+/// Parses `90s`, `10m`, `1h`: at least one second, at most 24 hours.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -150,15 +153,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a duration such as 30s, 10m or 1h"))?;
     let seconds = match unit {
-        "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => return Err(format!("'{text}' has no unit: use s, m or h, e.g. 10m")),
     };
-    if seconds == 0 {
-        return Err(format!("'{text}' must be at least 1s"));
+    match seconds {
+        Some(0) => Err(format!("'{text}' must be at least 1s")),
+        Some(s) if s <= MAX_RESYNC_SECONDS => Ok(Duration::from_secs(s)),
+        _ => Err(format!("'{text}' is longer than 24h")),
     }
-    Ok(Duration::from_secs(seconds))
 }
 
 fn looks_like_ipv4(name: &str) -> bool {
@@ -402,5 +406,10 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(
+            parse_duration("5124095576030432h").is_err(),
+            "overflow must not panic later"
+        );
     }
 }

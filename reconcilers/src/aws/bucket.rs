@@ -121,6 +121,16 @@ impl ExternalResource for S3Bucket {
         match self.client.head_bucket().bucket(name).send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
+            // S3 answers 403 for a name that another account owns; retrying cannot help.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                return Err(CloudError::Rejected {
+                    reason: "AccessDenied",
+                    message: format!(
+                        "bucket '{name}' exists but these credentials may not read it: another AWS account owns \
+                         the name (choose another spec.externalName), or the credentials lack s3:ListBucket on it"
+                    ),
+                });
+            }
             Err(e) => return Err(classify("HeadBucket", name, e)),
         }
         // One round trip of latency instead of four.

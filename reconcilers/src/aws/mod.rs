@@ -9,14 +9,15 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::{CloudError, ProviderContext, ResolvedCredentials};
 
-/// Error codes AWS uses for throttling, which arrive as 400s but should be retried.
-const THROTTLING_CODES: &[&str] = &[
+/// Error codes that arrive as 400s but name a passing condition (throttling, timeouts).
+const RETRYABLE_CODES: &[&str] = &[
+    "RequestTimeout",
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -99,16 +100,19 @@ where
     match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or_default();
             let message = match service.err().code() {
                 Some(code) => {
                     let detail = service.err().message().map(|m| format!(": {m}")).unwrap_or_default();
                     format!("{operation} {name}: {code} (HTTP {status}){detail}")
                 }
-                // No AWS error code: the response itself could not be read; say why.
-                None => format!("{operation} {name}: HTTP {status}: {}", DisplayErrorContext(&err)),
+                // No AWS error code (HEAD responses have no body, or the body could not be read).
+                None => format!("{operation} {name}: HTTP {status}: {}", causes(service.err())),
             };
-            let code = service.err().code().unwrap_or_default();
-            if status >= 500 || status == 429 || THROTTLING_CODES.contains(&code) {
+            // 404 here means the resource vanished between calls (deleted out of band, or
+            // not yet visible after create): the next observe sorts it out.
+            let passing = status >= 500 || status == 429 || status == 404 || RETRYABLE_CODES.contains(&code);
+            if passing {
                 CloudError::transient(message)
             } else if status == 403 {
                 // Permissions can be granted outside Kubernetes at any time, so keep trying.
@@ -124,15 +128,33 @@ where
         }
         SdkError::ConstructionFailure(_) => CloudError::Rejected {
             reason: "InvalidRequest",
-            message: format!("{operation} {name}: {}", DisplayErrorContext(&err)),
+            message: format!("{operation} {name}: {}", causes(&err)),
         },
-        _ => CloudError::transient(format!("{operation} {name}: {}", DisplayErrorContext(&err))),
+        _ => CloudError::transient(format!("{operation} {name}: {}", causes(&err))),
     }
+}
+
+/// An error and its sources, by their Display only: Debug output carries request IDs and
+/// dates, which would make every retry look like a new error (a new event, a new status).
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        // Error metadata prints the request ID; its message is already in the text above.
+        let text = match e.downcast_ref::<ErrorMetadata>() {
+            Some(meta) => meta.message().unwrap_or_default().to_owned(),
+            None => e.to_string(),
+        };
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_s3::error::ErrorMetadata;
     use aws_sdk_s3::operation::get_bucket_tagging::GetBucketTaggingError;
     use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_runtime_api::http::StatusCode;
@@ -141,15 +163,35 @@ mod tests {
     use super::*;
 
     fn service_error(status: u16, code: Option<&str>) -> SdkError<GetBucketTaggingError, HttpResponse> {
-        let mut meta = ErrorMetadata::builder().message("details");
+        service_error_with_request_id(status, code, "REQ1")
+    }
+
+    fn service_error_with_request_id(
+        status: u16,
+        code: Option<&str>,
+        request_id: &str,
+    ) -> SdkError<GetBucketTaggingError, HttpResponse> {
+        let mut meta = ErrorMetadata::builder()
+            .message("details")
+            .custom("aws_request_id", request_id);
         if let Some(code) = code {
             meta = meta.code(code);
         }
         let status = StatusCode::try_from(status).expect("valid status");
-        SdkError::service_error(
-            GetBucketTaggingError::generic(meta.build()),
-            HttpResponse::new(status, SdkBody::empty()),
-        )
+        let mut response = HttpResponse::new(status, SdkBody::empty());
+        response.headers_mut().insert("x-amz-request-id", request_id.to_owned());
+        SdkError::service_error(GetBucketTaggingError::generic(meta.build()), response)
+    }
+
+    /// Retries of the same failure must read the same, or each would write status and an event.
+    #[test]
+    fn messages_do_not_change_between_retries() {
+        for code in [None, Some("AccessDenied")] {
+            let a = classify("HeadBucket", "b", service_error_with_request_id(403, code, "REQ1")).to_string();
+            let b = classify("HeadBucket", "b", service_error_with_request_id(403, code, "REQ2")).to_string();
+            assert_eq!(a, b);
+            assert!(!a.contains("REQ1"), "{a}");
+        }
     }
 
     #[test]
@@ -158,7 +200,9 @@ mod tests {
             (500, "InternalError"),
             (503, "SlowDown"),
             (400, "RequestLimitExceeded"),
+            (400, "RequestTimeout"),
             (429, "Any"),
+            (404, "NoSuchBucket"),
         ] {
             let err = classify("GetBucketTagging", "b", service_error(status, Some(code)));
             assert!(err.is_retryable(), "{status} {code}: {err}");

@@ -206,6 +206,36 @@ async fn adopts_an_existing_bucket_by_external_name() {
         Some(BucketVersioningStatus::Enabled)
     );
     assert!(h.event_reasons("adopter").await.contains(&"Adopted".to_owned()));
+
+    // Same name, but adoption not asked for: hands off, and say how to take it over.
+    let unowned = h.bucket_name("unowned");
+    h.s3.create_bucket()
+        .bucket(&unowned)
+        .send()
+        .await
+        .expect("CreateBucket");
+    h.apply_bucket(&unowned, json!({"versioning": true})).await;
+    let b = h.wait_bucket(&unowned, "Stalled", |b| is_true(b, "Stalled")).await;
+    let ready = condition(b.status.as_ref(), "Ready").expect("Ready");
+    assert_eq!(ready.reason, "AlreadyExists");
+    assert!(
+        ready
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("set spec.externalName"),
+        "{ready:?}"
+    );
+    assert_eq!(b.status.and_then(|s| s.external_name), None);
+    assert_eq!(
+        s3_versioning(&h, &unowned).await,
+        None,
+        "an unowned bucket must not be touched"
+    );
+    // Releasing the object leaves the bucket alone, whatever the deletion policy.
+    h.delete_bucket(&unowned).await;
+    h.wait_gone(&unowned).await;
+    assert!(h.bucket_exists(&unowned).await);
 }
 
 #[tokio::test]
