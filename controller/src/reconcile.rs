@@ -186,10 +186,10 @@ async fn sync<K: ManagedKind>(
             if let Err(e) = backend.create(name, &desired).await {
                 // A refused create made nothing: forget the name, so that the user may pick
                 // another and a delete does not touch a resource that is not ours.
-                if !e.is_retryable() {
-                    if let Some(s) = current.as_mut() {
-                        s.external_name = None;
-                    }
+                if !e.is_retryable()
+                    && let Some(s) = current.as_mut()
+                {
+                    s.external_name = None;
                 }
                 return Err(e.into());
             }
