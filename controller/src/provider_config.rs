@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudkit_crds::ProviderConfig;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::error::{Error, Failure};
 use crate::provider;
-use crate::reconcile::{Context, FIELD_MANAGER, now, publish};
+use crate::reconcile::{Context, apply_status, now, publish};
 use crate::status;
 
 /// A Ready ProviderConfig is re-checked this often, since its Secret is not watched.
@@ -25,17 +24,7 @@ pub async fn reconcile(config: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result
     let next = status::provider_config(old, config.meta().generation, result.as_ref().map(|_| ()), &now());
     if old != Some(&next) {
         let api: Api<ProviderConfig> = Api::namespaced(ctx.client.clone(), &config.namespace().unwrap_or_default());
-        let patch = serde_json::json!({
-            "apiVersion": ProviderConfig::api_version(&()),
-            "kind": ProviderConfig::kind(&()),
-            "status": next,
-        });
-        api.patch_status(
-            &config.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        apply_status(&api, &config.name_any(), &next).await?;
         let was = old
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
             .map(|c| c.reason.as_str());

@@ -26,7 +26,7 @@ use crate::provider;
 use crate::status::{self, Outcome, READY};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
-pub const FIELD_MANAGER: &str = "cloudkit";
+const FIELD_MANAGER: &str = "cloudkit";
 
 pub struct Context {
     pub client: Client,
@@ -344,18 +344,25 @@ async fn write_status<K: ManagedKind>(
     if current.as_ref() == Some(&status) {
         return Ok(());
     }
+    apply_status(api, &obj.name_any(), &status).await?;
+    *current = Some(status);
+    Ok(())
+}
+
+/// Server-side applies `status` as the controller's field manager: fields it no longer
+/// sets are removed, which a merge patch would leave behind.
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    *current = Some(status);
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
     Ok(())
 }
 
