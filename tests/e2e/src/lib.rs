@@ -198,6 +198,19 @@ impl Harness {
         }
     }
 
+    /// Waits for `Stalled=True`, checks `Ready=False` with `reason`, and returns the bucket
+    /// and the Ready message for the caller's own checks.
+    pub async fn wait_stalled(&self, name: &str, reason: &str) -> (Bucket, String) {
+        let b = self.wait_bucket(name, "Stalled", |b| is_true(b, "Stalled")).await;
+        let ready = condition(b.status.as_ref(), "Ready").expect("Ready condition").clone();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason),
+            "{ready:?}"
+        );
+        (b, ready.message.unwrap_or_default())
+    }
+
     pub async fn wait_gone(&self, name: &str) {
         let started = Instant::now();
         while self.buckets.get_opt(name).await.expect("get bucket").is_some() {

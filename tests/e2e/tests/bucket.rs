@@ -215,17 +215,8 @@ async fn adopts_an_existing_bucket_by_external_name() {
         .await
         .expect("CreateBucket");
     h.apply_bucket(&unowned, json!({"versioning": true})).await;
-    let b = h.wait_bucket(&unowned, "Stalled", |b| is_true(b, "Stalled")).await;
-    let ready = condition(b.status.as_ref(), "Ready").expect("Ready");
-    assert_eq!(ready.reason, "AlreadyExists");
-    assert!(
-        ready
-            .message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("set spec.externalName"),
-        "{ready:?}"
-    );
+    let (b, message) = h.wait_stalled(&unowned, "AlreadyExists").await;
+    assert!(message.contains("set spec.externalName"), "{message}");
     assert_eq!(b.status.and_then(|s| s.external_name), None);
     assert_eq!(
         s3_versioning(&h, &unowned).await,
@@ -248,11 +239,7 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
         json!({"externalName": "Not_A_Valid_Bucket", "providerConfigRef": {"name": "watched"}}),
     )
     .await;
-    let b = h.wait_bucket("bad", "Stalled", |b| is_true(b, "Stalled")).await;
-    let ready = condition(b.status.as_ref(), "Ready").expect("Ready condition");
-    assert_eq!(ready.status, "False");
-    assert_eq!(ready.reason, "InvalidSpec");
-    let message = ready.message.clone().unwrap_or_default();
+    let (b, message) = h.wait_stalled("bad", "InvalidSpec").await;
     assert!(
         message.contains("spec.externalName") && message.contains("not a valid aws bucket name"),
         "{message}"
@@ -310,16 +297,8 @@ async fn missing_provider_config_stalls_then_recovers_when_created() {
     let name = h.bucket_name("later");
     h.apply_bucket(&name, json!({"providerConfigRef": {"name": "not-yet"}}))
         .await;
-    let b = h.wait_bucket(&name, "Stalled", |b| is_true(b, "Stalled")).await;
-    let ready = condition(b.status.as_ref(), "Ready").expect("Ready");
-    assert_eq!(ready.reason, "ProviderConfigNotFound");
-    assert!(
-        ready
-            .message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("ProviderConfig 'not-yet' not found")
-    );
+    let (_, message) = h.wait_stalled(&name, "ProviderConfigNotFound").await;
+    assert!(message.contains("ProviderConfig 'not-yet' not found"), "{message}");
     assert!(!h.bucket_exists(&name).await);
 
     // Creating the ProviderConfig wakes the bucket up without waiting out its backoff.
