@@ -208,21 +208,22 @@ async fn run_kind<K: ManagedKind>(client: &Client, namespace: Option<&str>, conc
     let controller = Controller::for_stream(changes, objects.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency));
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
-    // re-reconciles the objects that use it, instead of waiting for their backoff.
+    // re-reconciles the objects that use it, instead of waiting for their backoff. Its
+    // status writes are filtered out: they change nothing the objects depend on.
+    let config_changes = watcher(api::<ProviderConfig>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
     controller
-        .watches(
-            api::<ProviderConfig>(client, namespace),
-            watcher::Config::default(),
-            move |config| {
-                let (ns, name) = (config.namespace(), config.name_any());
-                objects
-                    .state()
-                    .into_iter()
-                    .filter(|o| o.namespace() == ns && o.managed().provider_config_ref.name == name)
-                    .map(|o| ObjectRef::from_obj(&*o))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(config_changes, move |config| {
+            let (ns, name) = (config.namespace(), config.name_any());
+            objects
+                .state()
+                .into_iter()
+                .filter(|o| o.namespace() == ns && o.managed().provider_config_ref.name == name)
+                .map(|o| ObjectRef::from_obj(&*o))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(|result| async {
