@@ -29,6 +29,14 @@ impl Failure {
         }
     }
 
+    /// A delay the cloud asked for before the next try, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Retrying { after, .. } => *after,
+            Self::Stalled { .. } => None,
+        }
+    }
+
     pub fn reason(&self) -> &str {
         match self {
             Self::Stalled { reason, .. } | Self::Retrying { reason, .. } => reason,

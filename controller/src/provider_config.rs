@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::error::{Error, Failure};
+use crate::error::Error;
 use crate::provider;
 use crate::reconcile::{Context, apply_status, now, publish};
 use crate::status;
@@ -21,7 +21,7 @@ pub async fn reconcile(config: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result
     let result = provider::from_config(&ctx.client, &config).await.map(|_| ());
     let failure = result.as_ref().err();
     let old = config.status.as_ref();
-    let next = status::provider_config(old, config.meta().generation, result.as_ref().map(|_| ()), &now());
+    let next = status::provider_config(old, config.meta().generation, result.as_ref().copied(), &now());
     if old != Some(&next) {
         let api: Api<ProviderConfig> = Api::namespaced(ctx.client.clone(), &config.namespace().unwrap_or_default());
         apply_status(&api, &config.name_any(), &next).await?;
@@ -38,8 +38,7 @@ pub async fn reconcile(config: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result
             ctx.backoff.reset(&key);
             Action::requeue(RECHECK)
         }
-        Some(Failure::Retrying { after, .. }) => Action::requeue(ctx.backoff.next(&key, *after)),
-        Some(Failure::Stalled { .. }) => Action::requeue(ctx.backoff.next(&key, None)),
+        Some(failure) => Action::requeue(ctx.backoff.next(&key, failure.retry_after())),
     })
 }
 

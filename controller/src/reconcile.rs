@@ -63,7 +63,7 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
 pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     let at_least = match err {
         Error::Finalizer(inner) => match inner.as_ref() {
-            finalizer::Error::CleanupFailed(Error::Cleanup(Failure::Retrying { after, .. })) => *after,
+            finalizer::Error::CleanupFailed(Error::Cleanup(failure)) => failure.retry_after(),
             _ => None,
         },
         _ => None,
@@ -106,11 +106,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
         }
         Err(failure) => {
             report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
-            let at_least = match &failure {
-                Failure::Retrying { after, .. } => *after,
-                Failure::Stalled { .. } => None,
-            };
-            Ok(Action::requeue(ctx.backoff.next(&key(obj), at_least)))
+            Ok(Action::requeue(ctx.backoff.next(&key(obj), failure.retry_after())))
         }
     }
 }
