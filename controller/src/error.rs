@@ -19,6 +19,14 @@ pub enum Failure {
         message: String,
         after: Option<Duration>,
     },
+    /// Nothing is wrong, but something else must happen first (a dependency turns Ready,
+    /// the cloud finishes provisioning); looked at again after `after`, with no backoff.
+    #[error("{message}")]
+    Waiting {
+        reason: String,
+        message: String,
+        after: Duration,
+    },
 }
 
 impl Failure {
@@ -29,17 +37,26 @@ impl Failure {
         }
     }
 
+    pub fn waiting(reason: &str, message: impl Into<String>, after: Duration) -> Self {
+        Self::Waiting {
+            reason: reason.to_owned(),
+            message: message.into(),
+            after,
+        }
+    }
+
     /// A delay the cloud asked for before the next try, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Retrying { after, .. } => *after,
+            Self::Waiting { after, .. } => Some(*after),
             Self::Stalled { .. } => None,
         }
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            Self::Stalled { reason, .. } | Self::Retrying { reason, .. } => reason,
+            Self::Stalled { reason, .. } | Self::Retrying { reason, .. } | Self::Waiting { reason, .. } => reason,
         }
     }
 }

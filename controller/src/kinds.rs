@@ -1,11 +1,13 @@
-//! What the generic loop needs per kind: validation, desired state and the backend.
+//! What the generic loop needs per kind: its validation, its desired state (from the spec
+//! and the outputs of what it references) and the backend for a cloud. Each kind is one line
+//! of `kind_glue!`; the code lives in `cloudkit_crds::validation` and `cloudkit_reconcilers`.
 
 use std::fmt::Debug;
 
+use cloudkit_crds::common::Kind;
 use cloudkit_crds::validation::{self, FieldError};
 use cloudkit_crds::{Bucket, Cloud, Function, Managed, Queue, Table, Topic};
-use cloudkit_reconcilers::bucket::BucketState;
-use cloudkit_reconcilers::{CloudError, Clouds, ExternalResource, ProviderContext};
+use cloudkit_reconcilers::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
@@ -13,55 +15,47 @@ pub type Backend<S> = Box<dyn ExternalResource<State = S>>;
 
 pub trait ManagedKind: Managed {
     type State: Serialize + Clone + Debug + Send + Sync + 'static;
+    const KIND: Kind;
 
     /// Problems with the spec for this cloud; `name_field` says where `name` came from.
     fn validate(&self, name: &str, name_field: &str, cloud: Cloud) -> Vec<FieldError>;
-    /// The state the manifest asks for, in the backend's terms.
-    fn desired(&self) -> Self::State;
+    /// The state the manifest asks for, in the backend's terms; `Err` names an output a
+    /// dependency has not published yet.
+    fn desired(&self, deps: &Dependencies) -> Result<Self::State, String>;
     fn backend<'a>(
         ctx: &'a ProviderContext,
         clouds: &'a Clouds,
     ) -> BoxFuture<'a, Result<Backend<Self::State>, CloudError>>;
 }
 
-impl ManagedKind for Bucket {
-    type State = BucketState;
-
-    fn validate(&self, name: &str, name_field: &str, cloud: Cloud) -> Vec<FieldError> {
-        validation::bucket(name, name_field, &self.spec, cloud)
-    }
-
-    fn desired(&self) -> BucketState {
-        BucketState::desired(&self.spec)
-    }
-
-    fn backend<'a>(
-        ctx: &'a ProviderContext,
-        clouds: &'a Clouds,
-    ) -> BoxFuture<'a, Result<Backend<BucketState>, CloudError>> {
-        Box::pin(cloudkit_reconcilers::bucket::backend(ctx, clouds))
-    }
-}
-
-/// Kinds whose backends have not landed yet. They run through the same loop so that a
-/// user's manifest is answered with `Stalled`/`UnsupportedForProvider` (and no cloud call)
-/// rather than silently ignored.
-macro_rules! no_backend_yet {
-    ($($kind:ident),*) => {$(
+macro_rules! kind_glue {
+    ($($kind:ident => $module:ident :: $state:ident),* $(,)?) => {$(
         impl ManagedKind for $kind {
-            type State = ();
+            type State = cloudkit_reconcilers::$module::$state;
+            const KIND: Kind = Kind::$kind;
 
-            fn validate(&self, _name: &str, _name_field: &str, _cloud: Cloud) -> Vec<FieldError> {
-                Vec::new()
+            fn validate(&self, name: &str, name_field: &str, cloud: Cloud) -> Vec<FieldError> {
+                validation::$module(name, name_field, &self.spec, cloud)
             }
 
-            fn desired(&self) {}
+            fn desired(&self, deps: &Dependencies) -> Result<Self::State, String> {
+                cloudkit_reconcilers::$module::$state::desired(&self.spec, deps)
+            }
 
-            fn backend<'a>(ctx: &'a ProviderContext, _clouds: &'a Clouds) -> BoxFuture<'a, Result<Backend<()>, CloudError>> {
-                Box::pin(std::future::ready(Err(CloudError::Unsupported { kind: stringify!($kind), cloud: ctx.cloud })))
+            fn backend<'a>(
+                ctx: &'a ProviderContext,
+                clouds: &'a Clouds,
+            ) -> BoxFuture<'a, Result<Backend<Self::State>, CloudError>> {
+                Box::pin(cloudkit_reconcilers::$module::backend(ctx, clouds))
             }
         }
     )*};
 }
 
-no_backend_yet!(Table, Queue, Topic, Function);
+kind_glue! {
+    Bucket => bucket::BucketState,
+    Table => table::TableState,
+    Queue => queue::QueueState,
+    Topic => topic::TopicState,
+    Function => function::FunctionState,
+}

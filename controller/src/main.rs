@@ -2,12 +2,14 @@
 //! `cloudkit`: the CloudKit controller and its tools.
 
 mod backoff;
+mod connection_secret;
 mod error;
 mod kinds;
 mod metrics;
 mod provider;
 mod provider_config;
 mod reconcile;
+mod references;
 mod status;
 
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ use crate::backoff::Backoff;
 use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
+use crate::references::Stores;
 
 /// CloudKit: one Kubernetes API for buckets, tables, queues, topics and functions on AWS,
 /// Azure and GCP.
@@ -149,6 +152,19 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("ProviderConfig cache: {e}"))?;
 
+    // Every kind's cache, shared so that an object can read the status of those it references.
+    let (buckets, bucket_writer) = reflector::store();
+    let (tables, table_writer) = reflector::store();
+    let (queues, queue_writer) = reflector::store();
+    let (topics, topic_writer) = reflector::store();
+    let (functions, function_writer) = reflector::store();
+    let stores = Stores {
+        buckets,
+        tables,
+        queues,
+        topics,
+        functions,
+    };
     let reporter = Reporter {
         controller: "cloudkit".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -160,15 +176,16 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         backoff: Backoff::default(),
+        stores,
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");
     tokio::join!(
-        run_kind::<Bucket>(&client, namespace, args.concurrency, ctx.clone()),
-        run_kind::<Table>(&client, namespace, args.concurrency, ctx.clone()),
-        run_kind::<Queue>(&client, namespace, args.concurrency, ctx.clone()),
-        run_kind::<Topic>(&client, namespace, args.concurrency, ctx.clone()),
-        run_kind::<Function>(&client, namespace, args.concurrency, ctx.clone()),
+        run_kind::<Bucket>(&client, namespace, args.concurrency, bucket_writer, ctx.clone()),
+        run_kind::<Table>(&client, namespace, args.concurrency, table_writer, ctx.clone()),
+        run_kind::<Queue>(&client, namespace, args.concurrency, queue_writer, ctx.clone()),
+        run_kind::<Topic>(&client, namespace, args.concurrency, topic_writer, ctx.clone()),
+        run_kind::<Function>(&client, namespace, args.concurrency, function_writer, ctx.clone()),
         run_provider_configs(&client, namespace, ctx),
     );
 
@@ -192,11 +209,17 @@ async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc
 }
 
 /// Runs the generic loop for one kind until a shutdown signal.
-async fn run_kind<K: ManagedKind>(client: &Client, namespace: Option<&str>, concurrency: u16, ctx: Arc<Context>) {
+async fn run_kind<K: ManagedKind>(
+    client: &Client,
+    namespace: Option<&str>,
+    concurrency: u16,
+    writer: reflector::store::Writer<K>,
+    ctx: Arc<Context>,
+) {
     // Only spec (generation) and finalizer changes start a reconcile: the controller's own
     // status writes would otherwise trigger a second, redundant round of cloud calls.
     // Deletion bumps the generation too, so cleanup is not filtered out.
-    let (objects, writer) = reflector::store();
+    let objects = writer.as_reader();
     let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .reflect(writer)

@@ -8,7 +8,7 @@ use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
 use cloudkit_crds::validation::{self, FieldError, SpecErrors};
 use cloudkit_crds::{DeletionPolicy, ManagedStatus};
-use cloudkit_drift::FieldDiff;
+use cloudkit_drift::{FieldDiff, touches};
 use cloudkit_reconcilers::{Clouds, Outputs};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -22,8 +22,9 @@ use crate::backoff::Backoff;
 use crate::error::{Error, Failure};
 use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
-use crate::provider;
+use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY};
+use crate::{connection_secret, provider};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 const FIELD_MANAGER: &str = "cloudkit";
@@ -35,7 +36,11 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
+    pub stores: Stores,
 }
+
+/// How soon a resource the cloud is still provisioning is looked at again.
+const PROVISIONING_RECHECK: Duration = Duration::from_secs(3);
 
 /// What a successful sync did.
 struct Synced {
@@ -43,6 +48,7 @@ struct Synced {
     drift: Vec<FieldDrift>,
     changed: bool,
     resync: Duration,
+    region: String,
 }
 
 pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -100,13 +106,25 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
                 changed: synced.changed,
             };
             let next = status::next(current.as_ref(), generation, &name, &outcome, &now());
+            if current.as_ref() != Some(&next)
+                && let Err(failure) = write_connection_secret(ctx, obj, &next, &synced.region).await
+            {
+                // Ready only once the applications' Secret holds the outputs too.
+                report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
+                return Ok(Action::requeue(ctx.backoff.next(&key(obj), None)));
+            }
             write_status(api, obj, &mut current, next).await?;
             // A little jitter keeps many objects created together from resyncing together.
             Ok(Action::requeue(synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0)))
         }
         Err(failure) => {
             report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
-            Ok(Action::requeue(ctx.backoff.next(&key(obj), failure.retry_after())))
+            let delay = match &failure {
+                // Nothing failed: look again soon, and keep the backoff for real errors.
+                Failure::Waiting { after, .. } => *after,
+                _ => ctx.backoff.next(&key(obj), failure.retry_after()),
+            };
+            Ok(Action::requeue(delay))
         }
     }
 }
@@ -130,8 +148,10 @@ async fn sync<K: ManagedKind>(
     } else {
         "metadata.name"
     };
+    let refs = obj.references();
     let mut errors = validation::cloud_blocks(&obj.cloud_blocks(), cloud, config_name);
     errors.extend(obj.validate(name, name_field, cloud));
+    errors.extend(references::self_references(K::KIND, &obj.name_any(), &refs));
     let recorded = current.as_ref().and_then(|s| s.external_name.clone());
     if let Some(recorded) = recorded.as_deref().filter(|r| *r != name) {
         errors.push(FieldError {
@@ -146,8 +166,12 @@ async fn sync<K: ManagedKind>(
         return Err(Failure::stalled("InvalidSpec", SpecErrors(errors).to_string()));
     }
 
+    // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
-    let desired = obj.desired();
+    let deps = references::resolve(&ctx.stores, &namespace, &refs)?;
+    let desired = obj
+        .desired(&deps)
+        .map_err(|m| Failure::waiting("DependencyNotReady", m, references::DEPENDENCY_RECHECK))?;
     let mut created = false;
     let observed = match backend.observe(name).await? {
         // Taking over a resource is only done when asked: a name that merely matches
@@ -190,6 +214,8 @@ async fn sync<K: ManagedKind>(
                 return Err(e.into());
             }
             created = true;
+            info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
+            publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
             backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
                 reason: "ProviderError".into(),
                 message: format!("'{name}' was created but is not visible yet"),
@@ -197,11 +223,44 @@ async fn sync<K: ManagedKind>(
             })?
         }
     };
+    if let Some(pending) = &observed.pending {
+        return Err(provisioning(name, pending));
+    }
 
     let diffs = cloudkit_drift::diff(&desired, &observed.state)
         .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))?;
+    let fixed: Vec<&FieldDiff> = diffs
+        .iter()
+        .filter(|d| backend.immutable().iter().any(|f| touches(std::slice::from_ref(*d), f)))
+        .collect();
+    if !fixed.is_empty() {
+        return Err(Failure::stalled(
+            "ImmutableFieldChanged",
+            format!(
+                "{} cannot change once '{name}' exists: restore the old value, or create a new object (with a \
+                 new name) for a new resource; nothing was changed",
+                fixed
+                    .iter()
+                    .map(|d| format!("spec.{} (is {}, manifest asks {})", d.path, d.observed, d.desired))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut outputs = observed.outputs;
     if !diffs.is_empty() {
         backend.update(name, &desired, &diffs).await?;
+        if backend.settles_async() {
+            let after = backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
+                reason: "ProviderError".into(),
+                message: format!("'{name}' disappeared while being updated"),
+                after: None,
+            })?;
+            if let Some(pending) = &after.pending {
+                return Err(provisioning(name, pending));
+            }
+            outputs = after.outputs;
+        }
     }
     // Diffs on a generation that was already in sync were made outside CloudKit: drift.
     let was_in_sync = current.as_ref().is_some_and(|s| {
@@ -226,7 +285,8 @@ async fn sync<K: ManagedKind>(
         format!(" and set {}", top_level.join(", "))
     };
     let (reason, note) = if created {
-        ("Created", format!("created '{name}'{set}"))
+        // Announced when the create call succeeded.
+        ("", String::new())
     } else if adopted {
         ("Adopted", format!("adopted existing '{name}'{set}"))
     } else if !drift.is_empty() {
@@ -244,15 +304,55 @@ async fn sync<K: ManagedKind>(
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
     Ok(Synced {
-        outputs: observed.outputs,
+        outputs,
         drift,
         changed: created || adopted || !diffs.is_empty(),
         resync: provider.resync,
+        region: provider.ctx.region,
     })
+}
+
+/// The cloud is still working on the resource: look again shortly, no backoff.
+fn provisioning(name: &str, pending: &str) -> Failure {
+    Failure::waiting(
+        "Provisioning",
+        format!("'{name}' is not ready for use yet: {pending}"),
+        PROVISIONING_RECHECK,
+    )
+}
+
+/// Writes the outputs into the Secret the spec names, if it names one.
+async fn write_connection_secret<K: ManagedKind>(
+    ctx: &Context,
+    obj: &K,
+    status: &ManagedStatus,
+    region: &str,
+) -> Result<(), Failure> {
+    let Some(secret) = &obj.managed().write_connection_secret_to_ref else {
+        return Ok(());
+    };
+    connection_secret::write(&ctx.client, obj, &secret.name, connection_secret::data(status, region))
+        .await
+        .map_err(|e| Failure::Retrying {
+            reason: "KubernetesError".into(),
+            message: format!("writing connection Secret '{}': {e}", secret.name),
+            after: None,
+        })
 }
 
 async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<Action, Error> {
     let managed = obj.managed();
+    let namespace = obj.namespace().unwrap_or_default();
+    if let Some(secret) = &managed.write_connection_secret_to_ref
+        && let Err(e) = connection_secret::delete(&ctx.client, &namespace, &secret.name).await
+    {
+        let failure = Failure::Retrying {
+            reason: "KubernetesError".into(),
+            message: format!("deleting connection Secret '{}': {e}", secret.name),
+            after: None,
+        };
+        return Err(Error::Cleanup(failure));
+    }
     // Only a name recorded in status is ours: it is written before any create call.
     let Some(name) = obj.managed_status().and_then(|s| s.external_name.clone()) else {
         return Ok(Action::await_change());
@@ -268,7 +368,6 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         .await;
         return Ok(Action::await_change());
     }
-    let namespace = obj.namespace().unwrap_or_default();
     let result = async {
         let provider = provider::resolve(
             &ctx.client,
@@ -317,8 +416,12 @@ async fn report_failure<K: ManagedKind>(
     let is_news = status::condition(current.as_ref(), READY)
         .is_none_or(|c| c.reason != failure.reason() || c.message.as_deref() != Some(failure.to_string().as_str()));
     if is_news {
+        let type_ = match failure {
+            Failure::Waiting { .. } => EventType::Normal,
+            _ => EventType::Warning,
+        };
         warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
-        publish(ctx, obj, EventType::Warning, failure.reason(), failure.to_string()).await;
+        publish(ctx, obj, type_, failure.reason(), failure.to_string()).await;
     }
     let next = status::next(
         current.as_ref(),

@@ -72,6 +72,12 @@ pub fn next(
             set(RECONCILING, true, "RetryingAfterError", message);
             set(STALLED, false, reason, "");
         }
+        Outcome::Failed(Failure::Waiting { reason, message, .. }) => {
+            set(READY, false, reason, message);
+            set(SYNCED, false, reason, message);
+            set(RECONCILING, true, reason, message);
+            set(STALLED, false, reason, "");
+        }
     }
     match outcome {
         Outcome::Creating => status.external_name = Some(external_name.to_owned()),
@@ -120,7 +126,7 @@ pub fn provider_config(
             set(RECONCILING, false, reason, "");
             set(STALLED, true, reason, message);
         }
-        Err(Failure::Retrying { reason, message, .. }) => {
+        Err(Failure::Retrying { reason, message, .. } | Failure::Waiting { reason, message, .. }) => {
             set(READY, false, reason, message);
             set(RECONCILING, true, "RetryingAfterError", message);
             set(STALLED, false, reason, "");
@@ -262,6 +268,22 @@ mod tests {
         assert_eq!(get(&s, READY).status, "False");
         assert_eq!(get(&s, READY).reason, "ProviderError");
         assert_eq!(get(&s, RECONCILING).status, "True");
+        assert_eq!(get(&s, STALLED).status, "False");
+    }
+
+    #[test]
+    fn waiting_is_reconciling_with_its_own_reason() {
+        let f = Failure::waiting(
+            "DependencyNotReady",
+            "Queue/dlq is not Ready",
+            std::time::Duration::from_secs(5),
+        );
+        let s = next(None, Some(1), "q", &Outcome::Failed(&f), T0);
+        assert_eq!(get(&s, READY).status, "False");
+        assert_eq!(get(&s, READY).reason, "DependencyNotReady");
+        assert_eq!(get(&s, RECONCILING).status, "True");
+        assert_eq!(get(&s, RECONCILING).reason, "DependencyNotReady");
+        assert_eq!(get(&s, RECONCILING).message.as_deref(), Some("Queue/dlq is not Ready"));
         assert_eq!(get(&s, STALLED).status, "False");
     }
 

@@ -95,3 +95,10 @@ managed_kind! {
         pub gcp: Option<GcpBucket>,
     }
 }
+
+impl BucketSpec {
+    /// A bucket reads no other object's outputs.
+    pub fn references(&self) -> Vec<crate::common::Reference> {
+        Vec::new()
+    }
+}

@@ -46,6 +46,53 @@ pub struct LocalRef {
     pub name: String,
 }
 
+/// The managed kinds, as references name them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum Kind {
+    Bucket,
+    Table,
+    Queue,
+    Topic,
+    Function,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bucket => "Bucket",
+            Kind::Table => "Table",
+            Kind::Queue => "Queue",
+            Kind::Topic => "Topic",
+            Kind::Function => "Function",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One edge from a spec to another CloudKit object: the object waits until it is Ready.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reference {
+    pub kind: Kind,
+    pub name: String,
+    /// Where in the spec the reference is written, e.g. `spec.deadLetter.queueRef`.
+    pub field: String,
+}
+
+impl Reference {
+    pub fn new(kind: Kind, name: &str, field: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.to_owned(),
+            field: field.into(),
+        }
+    }
+}
+
 /// Fields every managed kind carries at the top of its spec.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -60,6 +107,11 @@ pub struct ManagedFields {
     /// existing resource. It cannot change once the resource exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_name: Option<String>,
+    /// A Secret in the same namespace to write the outputs to (`arn`, `url`, `id`,
+    /// `name`, `region`), for applications to mount. It is owned by this object,
+    /// updated when the outputs change and deleted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_connection_secret_to_ref: Option<LocalRef>,
 }
 
 /// Condition as Kubernetes API conventions define it.

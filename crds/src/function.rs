@@ -3,16 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{LocalRef, ManagedFields, Tags};
-
-/// The CloudKit kinds a Function may read outputs from.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum ReferencedKind {
-    Bucket,
-    Table,
-    Queue,
-    Topic,
-}
+use crate::common::{Kind, LocalRef, ManagedFields, Reference, Tags};
 
 /// Which output of the referenced resource to read.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -28,7 +19,7 @@ pub enum OutputField {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceOutputRef {
-    pub kind: ReferencedKind,
+    pub kind: Kind,
     pub name: String,
     pub field: OutputField,
 }
@@ -46,6 +37,7 @@ pub struct EnvVar {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectLocation {
+    /// The CloudKit `Bucket` (same namespace) holding the archive; the Function waits for it.
     pub bucket: String,
     pub key: String,
 }
@@ -115,5 +107,40 @@ managed_kind! {
         pub tags: Tags,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub aws: Option<AwsFunction>,
+    }
+}
+
+impl FunctionSpec {
+    pub fn references(&self) -> Vec<Reference> {
+        let mut refs = Vec::new();
+        for (i, e) in self.env.iter().enumerate() {
+            if let Some(from) = &e.value_from {
+                refs.push(Reference::new(
+                    from.kind,
+                    &from.name,
+                    format!("spec.env[{i}].valueFrom"),
+                ));
+            }
+        }
+        if let Some(object) = &self.code.object {
+            refs.push(Reference::new(Kind::Bucket, &object.bucket, "spec.code.object.bucket"));
+        }
+        for (i, t) in self.triggers.iter().enumerate() {
+            if let Some(q) = &t.queue_ref {
+                refs.push(Reference::new(
+                    Kind::Queue,
+                    &q.name,
+                    format!("spec.triggers[{i}].queueRef"),
+                ));
+            }
+            if let Some(topic) = &t.topic_ref {
+                refs.push(Reference::new(
+                    Kind::Topic,
+                    &topic.name,
+                    format!("spec.triggers[{i}].topicRef"),
+                ));
+            }
+        }
+        refs
     }
 }

@@ -49,7 +49,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use bucket::Bucket;
-pub use common::{DeletionPolicy, ManagedFields, ManagedStatus};
+pub use common::{DeletionPolicy, Kind, ManagedFields, ManagedStatus, Reference};
 pub use function::Function;
 pub use provider_config::{Cloud, ProviderConfig};
 pub use queue::Queue;
@@ -71,6 +71,8 @@ pub trait Managed:
     fn managed_status(&self) -> Option<&ManagedStatus>;
     /// The per-cloud blocks (`spec.aws`, `spec.azure`, `spec.gcp`) the spec sets.
     fn cloud_blocks(&self) -> Vec<Cloud>;
+    /// The other CloudKit objects (same namespace) this one reads outputs from.
+    fn references(&self) -> Vec<Reference>;
 
     /// The cloud resource's name: `spec.externalName`, else `metadata.name`.
     fn desired_external_name(&self) -> String {
@@ -94,6 +96,9 @@ macro_rules! impl_managed {
                 let set: Vec<Option<Cloud>> = vec![$(self.spec.$cloud.as_ref().map(|_| $variant)),*];
                 set.into_iter().flatten().collect()
             }
+            fn references(&self) -> Vec<Reference> {
+                self.spec.references()
+            }
         }
     };
 }
@@ -101,7 +106,7 @@ macro_rules! impl_managed {
 impl_managed!(Bucket, aws => Cloud::Aws, azure => Cloud::Azure, gcp => Cloud::Gcp);
 impl_managed!(Table, aws => Cloud::Aws, gcp => Cloud::Gcp);
 impl_managed!(Queue, aws => Cloud::Aws);
-impl_managed!(Topic,);
+impl_managed!(Topic, aws => Cloud::Aws);
 impl_managed!(Function, aws => Cloud::Aws);
 
 /// Every CRD CloudKit serves, in a stable order.

@@ -98,3 +98,10 @@ managed_kind! {
         pub gcp: Option<GcpTable>,
     }
 }
+
+impl TableSpec {
+    /// A table reads no other object's outputs.
+    pub fn references(&self) -> Vec<crate::common::Reference> {
+        Vec::new()
+    }
+}

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{LocalRef, ManagedFields, Tags};
+use crate::common::{Kind, LocalRef, ManagedFields, Reference, Tags};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum SubscriptionProtocol {
@@ -36,6 +36,15 @@ pub struct Subscription {
     pub filter_policy: Option<String>,
 }
 
+/// Settings only SNS has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsTopic {
+    /// FIFO topics only: deduplicate by a hash of the body.
+    #[serde(default)]
+    pub content_based_deduplication: bool,
+}
+
 managed_kind! {
     kind = "Topic",
     shortname = "cktopic",
@@ -47,7 +56,35 @@ managed_kind! {
         pub fifo: bool,
         #[serde(default)]
         pub tags: Tags,
+        /// Name shown to people, e.g. as the sender of SMS and email notifications.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub display_name: Option<String>,
         #[serde(default)]
         pub subscriptions: Vec<Subscription>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub aws: Option<AwsTopic>,
+    }
+}
+
+impl TopicSpec {
+    pub fn references(&self) -> Vec<Reference> {
+        let mut refs = Vec::new();
+        for (i, s) in self.subscriptions.iter().enumerate() {
+            if let Some(q) = &s.queue_ref {
+                refs.push(Reference::new(
+                    Kind::Queue,
+                    &q.name,
+                    format!("spec.subscriptions[{i}].queueRef"),
+                ));
+            }
+            if let Some(f) = &s.function_ref {
+                refs.push(Reference::new(
+                    Kind::Function,
+                    &f.name,
+                    format!("spec.subscriptions[{i}].functionRef"),
+                ));
+            }
+        }
+        refs
     }
 }

@@ -4,7 +4,7 @@ use cloudkit_crds::bucket::{BucketSpec, PublicAccessBlock};
 use cloudkit_crds::common::Tags;
 use serde::Serialize;
 
-use crate::{CloudError, Clouds, ExternalResource, ProviderContext};
+use crate::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext};
 
 /// The settings of a bucket CloudKit manages, whatever the cloud.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct BucketState {
 
 impl BucketState {
     /// The state a manifest asks for.
-    pub fn desired(spec: &BucketSpec) -> Self {
+    pub fn desired(spec: &BucketSpec, _deps: &Dependencies) -> Result<Self, String> {
         let all = spec.block_public_access;
         let public_access_block = spec
             .aws
@@ -32,12 +32,12 @@ impl BucketState {
                 block_public_policy: all,
                 restrict_public_buckets: all,
             });
-        Self {
+        Ok(Self {
             versioning: spec.versioning,
             tags: spec.tags.clone(),
             public_access_block,
             encryption_key_id: spec.encryption.key_id.clone(),
-        }
+        })
     }
 }
 
@@ -65,9 +65,13 @@ mod tests {
 
     #[test]
     fn portable_switch_sets_all_four_flags() {
-        let s = BucketState::desired(&spec(serde_json::json!({})));
+        let s = BucketState::desired(&spec(serde_json::json!({})), &Dependencies::default()).expect("desired");
         assert!(s.public_access_block.block_public_acls && s.public_access_block.restrict_public_buckets);
-        let s = BucketState::desired(&spec(serde_json::json!({"blockPublicAccess": false})));
+        let s = BucketState::desired(
+            &spec(serde_json::json!({"blockPublicAccess": false})),
+            &Dependencies::default(),
+        )
+        .expect("desired");
         assert_eq!(s.public_access_block, PublicAccessBlock::default());
     }
 
@@ -80,7 +84,7 @@ mod tests {
                 ..Default::default()
             }),
         });
-        let s = BucketState::desired(&bucket);
+        let s = BucketState::desired(&bucket, &Dependencies::default()).expect("desired");
         assert!(s.public_access_block.block_public_acls);
         assert!(!s.public_access_block.block_public_policy);
     }

@@ -7,12 +7,18 @@
 pub mod aws;
 pub mod bucket;
 pub mod error;
+pub mod function;
+pub mod queue;
+pub mod table;
+pub mod topic;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use cloudkit_crds::Cloud;
+use cloudkit_crds::common::{Kind, ManagedStatus};
 use cloudkit_crds::provider_config::{AwsProviderSettings, AzureProviderSettings, GcpProviderSettings};
+use cloudkit_crds::{Cloud, Reference};
 use cloudkit_drift::FieldDiff;
 use serde::Serialize;
 
@@ -68,6 +74,42 @@ pub struct Outputs {
 pub struct Observed<S> {
     pub state: S,
     pub outputs: Outputs,
+    /// Why the resource cannot be used or changed yet (a table still CREATING, a function
+    /// Pending), or `None` when it is settled. The controller waits and looks again.
+    pub pending: Option<String>,
+}
+
+impl<S> Observed<S> {
+    /// A resource that is settled and ready for use.
+    pub fn ready(state: S, outputs: Outputs) -> Self {
+        Self {
+            state,
+            outputs,
+            pending: None,
+        }
+    }
+}
+
+/// The status of every object a spec references, as the controller found them Ready;
+/// desired states read their outputs (a dead-letter queue's ARN, a bucket's name) here.
+#[derive(Clone, Debug, Default)]
+pub struct Dependencies(BTreeMap<(Kind, String), ManagedStatus>);
+
+impl Dependencies {
+    pub fn insert(&mut self, kind: Kind, name: &str, status: ManagedStatus) {
+        self.0.insert((kind, name.to_owned()), status);
+    }
+
+    pub fn status(&self, kind: Kind, name: &str) -> Option<&ManagedStatus> {
+        self.0.get(&(kind, name.to_owned()))
+    }
+
+    /// The ARN of a referenced object, or a message saying which output is missing.
+    pub fn arn(&self, reference: &Reference) -> Result<String, String> {
+        self.status(reference.kind, &reference.name)
+            .and_then(|s| s.arn.clone())
+            .ok_or_else(|| format!("{}/{} has no ARN in its status yet", reference.kind, reference.name))
+    }
 }
 
 /// One kind on one cloud. The controller owns the loop; a backend only talks to the cloud.
@@ -87,6 +129,18 @@ pub trait ExternalResource: Send + Sync {
     async fn update(&self, name: &str, desired: &Self::State, diffs: &[FieldDiff]) -> Result<(), CloudError>;
     /// Deletes the resource; succeeding when it is already gone.
     async fn delete(&self, name: &str) -> Result<(), CloudError>;
+
+    /// State fields (top-level names, as in the spec) the cloud fixes at creation. A diff
+    /// there stalls with `ImmutableFieldChanged` instead of being applied.
+    fn immutable(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether an update leaves the resource busy for a while (DynamoDB UPDATING, Lambda
+    /// InProgress): the controller then observes again before calling it Ready.
+    fn settles_async(&self) -> bool {
+        false
+    }
 }
 
 /// Long-lived cloud clients shared by every reconcile.

@@ -164,7 +164,8 @@ for res in ["providerconfigs", "buckets", "tables", "queues", "topics", "functio
     for sub in ["", "/status", "/finalizers"]:
         for verb in ["get", "list", "watch", "patch", "update"]:
             assert allowed("cloudkit.dev", res + sub, verb), (res + sub, verb)
-assert allowed("", "secrets", "get")
+for verb in ["get", "create", "patch", "delete"]:
+    assert allowed("", "secrets", verb), verb
 assert not allowed("", "secrets", "list")
 for g in ["events.k8s.io", ""]:
     assert allowed(g, "events", "create") and allowed(g, "events", "patch")
@@ -276,6 +277,7 @@ JSON
     done
   done
   check "SA may get secrets"             allowed get "" secrets ""
+  check "SA may patch secrets (connection Secrets)" allowed patch "" secrets ""
   check "SA may create events.k8s.io events" allowed create events.k8s.io events ""
   check "SA may update leases"           allowed update coordination.k8s.io leases ""
   if allowed delete "" nodes ""; then

@@ -117,7 +117,12 @@ ClusterRole (all namespaces) and the Role (when watchNamespace is set).
   resources:
     - secrets
   verbs:
+    # get: ProviderConfig credentials; create, patch, delete: connection Secrets
+    # (spec.writeConnectionSecretToRef). Never list or watch: no Secret is read in bulk.
     - get
+    - create
+    - patch
+    - delete
 - apiGroups:
     - events.k8s.io
   resources:

@@ -146,10 +146,7 @@ impl ExternalResource for S3Bucket {
             public_access_block: public_access_block?,
             encryption_key_id: encryption_key_id?,
         };
-        Ok(Some(Observed {
-            state,
-            outputs: self.outputs(name),
-        }))
+        Ok(Some(Observed::ready(state, self.outputs(name))))
     }
 
     async fn create(&self, name: &str, _desired: &BucketState) -> Result<(), CloudError> {

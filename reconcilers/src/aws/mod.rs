@@ -1,10 +1,13 @@
 //! AWS: SDK configuration from a ProviderContext, and error classification.
 
 pub mod bucket;
+pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::SharedHttpClient;
@@ -13,7 +16,16 @@ use aws_sdk_s3::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
+use cloudkit_crds::common::Tags;
+use cloudkit_drift::FieldDiff;
+
 use crate::{CloudError, ProviderContext, ResolvedCredentials};
+
+/// An endpoint that accepts a connection and never answers must not hold a worker: each
+/// attempt, and each call with its retries, has a bound.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Error codes that arrive as 400s but name a passing condition (throttling, timeouts).
 const RETRYABLE_CODES: &[&str] = &[
@@ -57,6 +69,13 @@ impl Clients {
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(ctx.region.clone()))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            )
             .http_client(self.http.clone());
         if let Some(endpoint) = &ctx.endpoint {
             loader = loader.endpoint_url(endpoint);
@@ -85,6 +104,22 @@ impl Clients {
         // A panic while holding the lock leaves only a cache behind; keep using it.
         self.configs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Splits the `tags.<key>` diffs into tags to set (with their wanted values) and keys to
+/// remove, for services that tag and untag key by key.
+pub(crate) fn tag_changes(desired: &Tags, diffs: &[FieldDiff]) -> (Tags, Vec<String>) {
+    let mut set = Tags::new();
+    let mut removed = Vec::new();
+    for key in diffs.iter().filter_map(|d| d.path.strip_prefix("tags.")) {
+        match desired.get(key) {
+            Some(value) => {
+                set.insert(key.to_owned(), value.clone());
+            }
+            None => removed.push(key.to_owned()),
+        }
+    }
+    (set, removed)
 }
 
 /// The AWS error code of a service error, if the call got that far.

@@ -16,7 +16,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use cloudkit_crds::common::Condition;
-use cloudkit_crds::{Bucket, ManagedStatus, ProviderConfig};
+use cloudkit_crds::{Bucket, Managed, ManagedStatus, ProviderConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -34,6 +34,10 @@ pub struct Harness {
     pub client: Client,
     pub ns: String,
     pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub lambda: aws_sdk_lambda::Client,
     pub endpoint: String,
     pub buckets: Api<Bucket>,
     controller: Option<Child>,
@@ -66,9 +70,14 @@ impl Harness {
         )
         .await;
         let log = std::env::temp_dir().join(format!("cloudkit-{ns}.log"));
+        let sdk = sdk_config(&endpoint).await;
         let mut h = Self {
             buckets: Api::namespaced(client.clone(), &ns),
-            s3: s3_client(&endpoint).await,
+            s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build()),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
             client,
             ns,
             endpoint,
@@ -83,6 +92,20 @@ impl Harness {
 
     pub async fn provider_config(&self, name: &str, endpoint: &str) {
         self.provider_config_in_region(name, endpoint, "us-east-1").await;
+    }
+
+    /// A ProviderConfig for a cloud with no backend for some kinds yet, pointed at `endpoint`.
+    pub async fn provider_config_for(&self, name: &str, provider: &str, endpoint: &str) {
+        let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
+        apply(
+            &api,
+            name,
+            json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
+                "spec": {"provider": provider, "endpoint": endpoint, "resyncInterval": "2s"}
+            }),
+        )
+        .await;
     }
 
     pub async fn provider_config_in_region(&self, name: &str, endpoint: &str, region: &str) {
@@ -166,31 +189,40 @@ impl Harness {
         format!("{}-{short}", self.ns)
     }
 
-    pub async fn apply_bucket(&self, name: &str, spec: Value) {
+    /// The API for a CloudKit kind in the test's namespace.
+    pub fn api<K: Managed>(&self) -> Api<K> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Server-side applies an object of kind `K` with `spec`, as `kubectl apply` would.
+    pub async fn apply<K: Managed>(&self, name: &str, spec: Value) {
+        let kind = K::kind(&());
         apply(
-            &self.buckets,
+            &self.api::<K>(),
             name,
             json!({
-                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "Bucket", "metadata": {"name": name}, "spec": spec
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec
             }),
         )
         .await;
     }
 
-    /// Polls until the bucket's status satisfies `pred`, failing with the last status seen.
-    pub async fn wait_bucket(&self, name: &str, what: &str, pred: impl Fn(&Bucket) -> bool) -> Bucket {
+    /// Polls until the object's status satisfies `pred`, failing with the last status seen.
+    pub async fn wait<K: Managed>(&self, name: &str, what: &str, pred: impl Fn(&K) -> bool) -> K {
+        let api = self.api::<K>();
         let started = Instant::now();
         loop {
-            let last = self.buckets.get_opt(name).await.expect("get bucket");
-            if let Some(b) = &last
-                && pred(b)
+            let last = api.get_opt(name).await.expect("get object");
+            if let Some(o) = &last
+                && pred(o)
             {
-                return b.clone();
+                return o.clone();
             }
             if started.elapsed() > TIMEOUT {
                 panic!(
-                    "{name}: timed out waiting for {what}; last seen: {:#?}\ncontroller log: {}",
-                    last.map(|b| b.status),
+                    "{}/{name}: timed out waiting for {what}; last seen: {:#?}\ncontroller log: {}",
+                    K::kind(&()),
+                    last.as_ref().map(|o| o.managed_status()),
                     self.log.display()
                 );
             }
@@ -198,36 +230,59 @@ impl Harness {
         }
     }
 
-    /// Waits for `Stalled=True`, checks `Ready=False` with `reason`, and returns the bucket
+    /// Waits for `Stalled=True`, checks `Ready=False` with `reason`, and returns the object
     /// and the Ready message for the caller's own checks.
-    pub async fn wait_stalled(&self, name: &str, reason: &str) -> (Bucket, String) {
-        let b = self.wait_bucket(name, "Stalled", |b| is_true(b, "Stalled")).await;
-        let ready = condition(b.status.as_ref(), "Ready").expect("Ready condition").clone();
+    pub async fn wait_stalled_as<K: Managed>(&self, name: &str, reason: &str) -> (K, String) {
+        let o: K = self.wait(name, "Stalled", |o: &K| is_true(o, "Stalled")).await;
+        let ready = condition(o.managed_status(), "Ready").expect("Ready condition").clone();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", reason),
             "{ready:?}"
         );
-        (b, ready.message.unwrap_or_default())
+        (o, ready.message.unwrap_or_default())
     }
 
-    pub async fn wait_gone(&self, name: &str) {
+    /// Waits until the object is gone from the cluster (its finalizer released).
+    pub async fn wait_deleted<K: Managed>(&self, name: &str) {
+        let api = self.api::<K>();
         let started = Instant::now();
-        while self.buckets.get_opt(name).await.expect("get bucket").is_some() {
+        while api.get_opt(name).await.expect("get object").is_some() {
             assert!(
                 started.elapsed() < TIMEOUT,
-                "{name} was not released; controller log: {}",
+                "{}/{name} was not released; controller log: {}",
+                K::kind(&()),
                 self.log.display()
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
-    pub async fn delete_bucket(&self, name: &str) {
-        self.buckets
+    pub async fn delete<K: Managed>(&self, name: &str) {
+        self.api::<K>()
             .delete(name, &DeleteParams::default())
             .await
-            .expect("delete bucket");
+            .unwrap_or_else(|e| panic!("delete {}/{name}: {e}", K::kind(&())));
+    }
+
+    pub async fn apply_bucket(&self, name: &str, spec: Value) {
+        self.apply::<Bucket>(name, spec).await;
+    }
+
+    pub async fn wait_bucket(&self, name: &str, what: &str, pred: impl Fn(&Bucket) -> bool) -> Bucket {
+        self.wait(name, what, pred).await
+    }
+
+    pub async fn wait_stalled(&self, name: &str, reason: &str) -> (Bucket, String) {
+        self.wait_stalled_as(name, reason).await
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        self.wait_deleted::<Bucket>(name).await;
+    }
+
+    pub async fn delete_bucket(&self, name: &str) {
+        self.delete::<Bucket>(name).await;
     }
 
     /// `kubectl` as a user would run it, against the same cluster.
@@ -278,31 +333,36 @@ where
         .unwrap_or_else(|e| panic!("apply {name}: {e}"));
 }
 
-async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+/// One SDK configuration for every AWS client the tests check the emulator with.
+async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "e2e"))
         .http_client(http)
         .load()
-        .await;
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build())
+        .await
 }
 
 pub fn condition<'a>(status: Option<&'a ManagedStatus>, type_: &str) -> Option<&'a Condition> {
     status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
 }
 
-pub fn is_true(b: &Bucket, type_: &str) -> bool {
-    condition(b.status.as_ref(), type_).is_some_and(|c| c.status == "True")
+pub fn is_true<K: Managed>(o: &K, type_: &str) -> bool {
+    condition(o.managed_status(), type_).is_some_and(|c| c.status == "True")
+}
+
+/// The Ready condition's reason, if any.
+pub fn ready_reason<K: Managed>(o: &K) -> Option<String> {
+    condition(o.managed_status(), "Ready").map(|c| c.reason.clone())
 }
 
 /// Ready for the generation the spec is at: what `kubectl wait` and kstatus mean by done.
-pub fn ready_at_generation(b: &Bucket) -> bool {
-    is_true(b, "Ready") && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
+pub fn ready_at_generation<K: Managed>(o: &K) -> bool {
+    is_true(o, "Ready") && o.managed_status().and_then(|s| s.observed_generation) == o.meta().generation
 }
 
 /// A TCP endpoint that counts connections and answers none: proves "no cloud call" when a

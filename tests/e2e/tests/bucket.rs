@@ -266,10 +266,11 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
         "{message}"
     );
 
-    // Kinds without a backend yet are answered, not ignored.
+    // Kinds without a backend on a cloud yet are answered, not ignored.
+    h.provider_config_for("watched-azure", "azure", &cloud.url).await;
     let queues: Api<Queue> = Api::namespaced(h.client.clone(), &h.ns);
     let queue = json!({"apiVersion": "cloudkit.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "jobs"},
-                       "spec": {"providerConfigRef": {"name": "watched"}, "fifo": true}});
+                       "spec": {"providerConfigRef": {"name": "watched-azure"}}});
     queues
         .patch("jobs", &PatchParams::apply("cloudkit-e2e"), &Patch::Apply(&queue))
         .await

@@ -8,6 +8,16 @@ use crate::bucket::BucketSpec;
 use crate::common::Tags;
 use crate::provider_config::{Cloud, CredentialsSource, ProviderConfigSpec};
 
+mod function;
+mod queue;
+mod table;
+mod topic;
+
+pub use function::function;
+pub use queue::queue;
+pub use table::table;
+pub use topic::topic;
+
 /// One problem with one field, phrased so the user knows what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -16,7 +26,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -70,15 +80,7 @@ pub fn bucket(name: &str, name_field: &str, spec: &BucketSpec, cloud: Cloud) -> 
         Cloud::Gcp => gcs_bucket_name(name),
     };
     if let Some(problem) = name_problem {
-        let hint = if name_field == "metadata.name" {
-            "; set spec.externalName to a valid name"
-        } else {
-            ""
-        };
-        errors.push(FieldError::new(
-            name_field,
-            format!("'{name}' is not a valid {cloud} bucket name: {problem}{hint}"),
-        ));
+        errors.push(name_error(name_field, name, &format!("{cloud} bucket"), &problem));
     }
     errors.extend(tags(&spec.tags, cloud));
     if spec.encryption.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
@@ -88,6 +90,36 @@ pub fn bucket(name: &str, name_field: &str, spec: &BucketSpec, cloud: Cloud) -> 
         ));
     }
     errors
+}
+
+/// An optional number that must lie in `range` when set.
+pub(crate) fn in_range(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) {
+    if let Some(v) = value
+        && !range.contains(&v)
+    {
+        errors.push(FieldError::new(
+            field,
+            format!("{v} is out of range: use {} to {}", range.start(), range.end()),
+        ));
+    }
+}
+
+/// Where a cloud name came from, with a hint when it was `metadata.name`.
+pub(crate) fn name_error(name_field: &str, name: &str, what: &str, problem: &str) -> FieldError {
+    let hint = if name_field == "metadata.name" {
+        "; set spec.externalName to a valid name"
+    } else {
+        ""
+    };
+    FieldError::new(
+        name_field,
+        format!("'{name}' is not a valid {what} name: {problem}{hint}"),
+    )
 }
 
 /// Checks a ProviderConfig's own fields.
@@ -249,7 +281,7 @@ fn gcs_bucket_name(name: &str) -> Option<String> {
 }
 
 /// Tags map to S3 tags, Azure metadata or GCS labels; each has its own rules.
-fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
+pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let (max_count, noun) = match cloud {
         Cloud::Aws => (50, "tags"),
