@@ -1,7 +1,10 @@
 //! AWS: SDK configuration from a ProviderContext, and error classification.
 
 pub mod bucket;
+pub mod function;
 pub mod queue;
+pub mod table;
+pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

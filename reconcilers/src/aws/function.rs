@@ -1,0 +1,1 @@
+//! Placeholder: the function backend on AWS lands here.

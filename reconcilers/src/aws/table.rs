@@ -1,0 +1,1 @@
+//! Placeholder: the table backend on AWS lands here.

@@ -1,0 +1,1 @@
+//! Placeholder: the topic backend on AWS lands here.
