@@ -207,6 +207,16 @@ impl Harness {
         .await;
     }
 
+    /// JSON merge patch of the spec, as client-side `kubectl apply` or `kubectl patch --type
+    /// merge` send it: the way to drop a whole block (`{"deadLetter": null}`), which
+    /// kube-apiserver 1.20's server-side apply leaves half-removed on custom resources.
+    pub async fn merge_spec<K: Managed>(&self, name: &str, spec: Value) {
+        self.api::<K>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+            .await
+            .unwrap_or_else(|e| panic!("patch {}/{name}: {e}", K::kind(&())));
+    }
+
     /// Polls until the object's status satisfies `pred`, failing with the last status seen.
     pub async fn wait<K: Managed>(&self, name: &str, what: &str, pred: impl Fn(&K) -> bool) -> K {
         let api = self.api::<K>();
