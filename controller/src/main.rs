@@ -171,7 +171,10 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        clouds: Clouds::default(),
+        clouds: Clouds::new({
+            let metrics = metrics.clone();
+            Arc::new(move |service: &str, operation: &str| metrics.cloud_call(service, operation))
+        }),
         provider_configs: configs,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),

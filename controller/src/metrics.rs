@@ -21,6 +21,12 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub service: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub kind: String,
     pub reason: String,
@@ -31,6 +37,7 @@ pub struct Metrics {
     reconciles: Family<KindLabel, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<KindLabel, Histogram>,
+    cloud_calls: Family<CallLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -53,11 +60,18 @@ impl Default for Metrics {
             "Time one reconcile took, by kind",
             duration.clone(),
         );
+        let cloud_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "cloud_calls",
+            "Requests sent to cloud APIs, retries included, by service and operation",
+            cloud_calls.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
+            cloud_calls,
             ready: AtomicBool::new(false),
         }
     }
@@ -75,6 +89,15 @@ impl Metrics {
             .get_or_create(&FailureLabels {
                 kind: kind.to_owned(),
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn cloud_call(&self, service: &str, operation: &str) {
+        self.cloud_calls
+            .get_or_create(&CallLabels {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
             })
             .inc();
     }
@@ -131,6 +154,7 @@ mod tests {
         let m = Metrics::default();
         m.reconciled("Bucket", Duration::from_millis(20));
         m.failed("Bucket", "InvalidSpec");
+        m.cloud_call("SQS", "GetQueueUrl");
         let text = m.render().expect("renders");
         assert!(text.contains("cloudkit_reconciles_total{kind=\"Bucket\"} 1"), "{text}");
         assert!(
@@ -139,6 +163,10 @@ mod tests {
         );
         assert!(
             text.contains("cloudkit_reconcile_duration_seconds_count{kind=\"Bucket\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cloudkit_cloud_calls_total{service=\"SQS\",operation=\"GetQueueUrl\"} 1"),
             "{text}"
         );
     }

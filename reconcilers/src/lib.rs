@@ -143,9 +143,22 @@ pub trait ExternalResource: Send + Sync {
     }
 }
 
+/// Told the service and operation of every request sent to a cloud, retries included, so
+/// that the controller can count what each kind costs.
+pub type CallObserver = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Long-lived cloud clients shared by every reconcile.
-#[derive(Default)]
 pub struct Clouds {
     #[cfg(feature = "aws")]
     pub aws: aws::Clients,
+}
+
+impl Clouds {
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    pub fn new(observer: CallObserver) -> Self {
+        Self {
+            #[cfg(feature = "aws")]
+            aws: aws::Clients::new(observer),
+        }
+    }
 }

@@ -27,7 +27,7 @@ pub struct S3Bucket {
 impl S3Bucket {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
         let sdk = clients.sdk_config(ctx).await;
-        let mut config = aws_sdk_s3::config::Builder::from(&sdk);
+        let mut config = aws_sdk_s3::config::Builder::from(&sdk).interceptor(clients.counter());
         if ctx.endpoint.is_some() {
             // Emulators and S3-compatible stores are addressed by path: virtual-host names
             // such as `bucket.127.0.0.1` do not resolve.

@@ -7,6 +7,7 @@ pub mod table;
 pub mod topic;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,11 +19,17 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 use cloudkit_crds::common::Tags;
 use cloudkit_drift::FieldDiff;
 
-use crate::{CloudError, ProviderContext, ResolvedCredentials};
+use crate::{CallObserver, CloudError, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker: each
 /// attempt, and each call with its retries, has a bound.
@@ -47,10 +54,39 @@ const RETRYABLE_CODES: &[&str] = &[
 pub struct Clients {
     http: SharedHttpClient,
     configs: Mutex<HashMap<String, (ProviderContext, SdkConfig)>>,
+    calls: CountCalls,
 }
 
-impl Default for Clients {
-    fn default() -> Self {
+/// Reports each request attempt, by the service and operation the SDK names it.
+#[derive(Clone)]
+pub(crate) struct CountCalls(CallObserver);
+
+impl fmt::Debug for CountCalls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CountCalls")
+    }
+}
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            (self.0)(meta.service(), meta.name());
+        }
+        Ok(())
+    }
+}
+
+impl Clients {
+    pub fn new(observer: CallObserver) -> Self {
         // ring, like kube's rustls: two crypto providers in one process make rustls panic.
         let http = HttpClientBuilder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -58,11 +94,15 @@ impl Default for Clients {
         Self {
             http,
             configs: Mutex::new(HashMap::new()),
+            calls: CountCalls(observer),
         }
     }
-}
 
-impl Clients {
+    /// The interceptor every service client carries, so each call is counted.
+    pub(crate) fn counter(&self) -> CountCalls {
+        self.calls.clone()
+    }
+
     /// The SDK configuration for a ProviderContext, built once per version of its settings.
     pub async fn sdk_config(&self, ctx: &ProviderContext) -> SdkConfig {
         if let Some((seen, config)) = self.lock().get(&ctx.key)

@@ -176,6 +176,34 @@ impl Harness {
         (code, body)
     }
 
+    /// The controller's `cloudkit_cloud_calls_total`, as (service, operation) → count.
+    pub async fn cloud_calls(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        let (_, body) = self.http_get("/metrics").await;
+        body.lines()
+            .filter_map(|line| line.strip_prefix("cloudkit_cloud_calls_total{service=\""))
+            .filter_map(|rest| {
+                let (service, rest) = rest.split_once("\",operation=\"")?;
+                let (operation, count) = rest.split_once("\"} ")?;
+                Some(((service.to_owned(), operation.to_owned()), count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// All cloud calls the controller has made so far.
+    pub async fn cloud_call_total(&self) -> u64 {
+        self.cloud_calls().await.values().sum()
+    }
+
+    /// Reconciles of one kind the controller has run so far.
+    pub async fn reconciles(&self, kind: &str) -> u64 {
+        let (_, body) = self.http_get("/metrics").await;
+        let prefix = format!("cloudkit_reconciles_total{{kind=\"{kind}\"}} ");
+        body.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// SIGKILL: no graceful shutdown, as after a crash or an evicted pod.
     pub fn kill_controller(&mut self) {
         if let Some(mut child) = self.controller.take() {
