@@ -44,11 +44,11 @@ echo $! >"$PIDFILE"
 echo "demo: controller running (pid $(cat "$PIDFILE"), log $LOG, metrics http://127.0.0.1:8080/metrics)" >&2
 
 kubectl apply -f samples/ 2> >(grep -v '^Warning' >&2)
-if ! kubectl wait --for=condition=Ready buckets --all -n default --timeout=120s 2> >(grep -v '^Warning' >&2); then
+if ! kubectl wait --for=condition=Ready buckets,queues,topics,tables,functions --all -n default --timeout=120s 2> >(grep -v '^Warning' >&2); then
     echo "demo: resources did not become Ready; controller log:" >&2
     tail -n 30 "$LOG" >&2
     exit 1
 fi
-kubectl get providerconfigs,buckets -n default 2> >(grep -v '^Warning' >&2)
+kubectl get providerconfigs,buckets,queues,topics,tables,functions -n default 2> >(grep -v '^Warning' >&2)
 echo
 echo "demo: done. KUBECONFIG=$KUBECONFIG; stop with: scripts/demo.sh down" >&2
