@@ -19,13 +19,14 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use cloudkit_crds::{Bucket, Function, ProviderConfig, Queue, Table, Topic};
 use cloudkit_reconcilers::Clouds;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::broadcast;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -33,7 +34,7 @@ use crate::backoff::Backoff;
 use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
-use crate::references::Stores;
+use crate::references::{Readied, Stores};
 
 /// CloudKit: one Kubernetes API for buckets, tables, queues, topics and functions on AWS,
 /// Azure and GCP.
@@ -158,6 +159,8 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (queues, queue_writer) = reflector::store();
     let (topics, topic_writer) = reflector::store();
     let (functions, function_writer) = reflector::store();
+    // Objects turning Ready, announced to the kinds whose objects may wait for them.
+    let (readied, _) = broadcast::channel(1024);
     let stores = Stores {
         buckets,
         tables,
@@ -184,11 +187,46 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");
     tokio::join!(
-        run_kind::<Bucket>(&client, namespace, args.concurrency, bucket_writer, ctx.clone()),
-        run_kind::<Table>(&client, namespace, args.concurrency, table_writer, ctx.clone()),
-        run_kind::<Queue>(&client, namespace, args.concurrency, queue_writer, ctx.clone()),
-        run_kind::<Topic>(&client, namespace, args.concurrency, topic_writer, ctx.clone()),
-        run_kind::<Function>(&client, namespace, args.concurrency, function_writer, ctx.clone()),
+        run_kind::<Bucket>(
+            &client,
+            namespace,
+            args.concurrency,
+            bucket_writer,
+            readied.clone(),
+            ctx.clone()
+        ),
+        run_kind::<Table>(
+            &client,
+            namespace,
+            args.concurrency,
+            table_writer,
+            readied.clone(),
+            ctx.clone()
+        ),
+        run_kind::<Queue>(
+            &client,
+            namespace,
+            args.concurrency,
+            queue_writer,
+            readied.clone(),
+            ctx.clone()
+        ),
+        run_kind::<Topic>(
+            &client,
+            namespace,
+            args.concurrency,
+            topic_writer,
+            readied.clone(),
+            ctx.clone()
+        ),
+        run_kind::<Function>(
+            &client,
+            namespace,
+            args.concurrency,
+            function_writer,
+            readied.clone(),
+            ctx.clone()
+        ),
         run_provider_configs(&client, namespace, ctx),
     );
 
@@ -217,22 +255,29 @@ async fn run_kind<K: ManagedKind>(
     namespace: Option<&str>,
     concurrency: u16,
     writer: reflector::store::Writer<K>,
+    readied: broadcast::Sender<Readied>,
     ctx: Arc<Context>,
 ) {
     // Only spec (generation) and finalizer changes start a reconcile: the controller's own
     // status writes would otherwise trigger a second, redundant round of cloud calls.
     // Deletion bumps the generation too, so cleanup is not filtered out.
     let objects = writer.as_reader();
+    // Subscribed before any object is watched, so no announcement is missed.
+    let dependents = references::dependents(readied.subscribe(), objects.clone());
     let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
+        // Status changes are seen here, before the filter below drops them: an object
+        // turning Ready wakes the objects that wait for it at once.
+        .inspect_ok(references::announcer::<K>(readied, K::KIND))
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),
             Default::default(),
         );
     let controller = Controller::for_stream(changes, objects.clone())
-        .with_config(ControllerConfig::default().concurrency(concurrency));
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .reconcile_on(dependents);
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
     // re-reconciles the objects that use it, instead of waiting for their backoff. Its
     // status writes are filtered out: they change nothing the objects depend on.

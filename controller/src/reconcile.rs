@@ -416,11 +416,13 @@ async fn report_failure<K: ManagedKind>(
     let is_news = status::condition(current.as_ref(), READY)
         .is_none_or(|c| c.reason != failure.reason() || c.message.as_deref() != Some(failure.to_string().as_str()));
     if is_news {
-        let type_ = match failure {
-            Failure::Waiting { .. } => EventType::Normal,
-            _ => EventType::Warning,
+        let type_ = if let Failure::Waiting { .. } = failure {
+            info!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
+            EventType::Normal
+        } else {
+            warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
+            EventType::Warning
         };
-        warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
         publish(ctx, obj, type_, failure.reason(), failure.to_string()).await;
     }
     let next = status::next(

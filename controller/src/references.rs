@@ -2,19 +2,91 @@
 //! spec's references into the outputs its desired state reads. An object waits (no cloud
 //! call) until everything it references exists and is Ready at its current generation.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cloudkit_crds::common::{Kind, ManagedStatus};
 use cloudkit_crds::validation::FieldError;
 use cloudkit_crds::{Bucket, Function, Managed, Queue, Reference, Table, Topic};
 use cloudkit_reconcilers::Dependencies;
+use futures::Stream;
+use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::broadcast;
 
 use crate::error::Failure;
 use crate::status::{self, READY};
 
-/// How soon an object waiting for a dependency looks again.
-pub const DEPENDENCY_RECHECK: Duration = Duration::from_secs(3);
+/// How soon an object waiting for a dependency looks again if no event wakes it first.
+pub const DEPENDENCY_RECHECK: Duration = Duration::from_secs(10);
+
+/// An object that became usable, or whose outputs changed: its dependents look again now.
+#[derive(Clone, Debug)]
+pub struct Readied {
+    kind: Kind,
+    namespace: String,
+    name: String,
+}
+
+/// What dependents read of an object: its outputs while Ready at its generation, else `None`.
+fn usable<K: Managed>(o: &K) -> Option<(Option<String>, Option<String>, Option<String>)> {
+    let s = o.managed_status()?;
+    let ready = status::condition(Some(s), READY).is_some_and(|c| c.status == "True");
+    (ready && s.observed_generation == o.meta().generation)
+        .then(|| (s.arn.clone(), s.url.clone(), s.external_name.clone()))
+}
+
+/// Watches one kind's objects go by and announces each that turns Ready or changes its
+/// outputs. Objects seen for the first time (the initial list, a restart) are only noted:
+/// their dependents are reconciled at start-up anyway.
+pub fn announcer<K: Managed>(tx: broadcast::Sender<Readied>, kind: Kind) -> impl FnMut(&K) {
+    let mut seen: HashMap<(String, String), Option<(Option<String>, Option<String>, Option<String>)>> = HashMap::new();
+    move |o: &K| {
+        let key = (o.namespace().unwrap_or_default(), o.name_any());
+        if o.meta().deletion_timestamp.is_some() {
+            seen.remove(&key);
+            return;
+        }
+        let now = usable(o);
+        if let Some(before) = seen.insert(key.clone(), now.clone())
+            && now.is_some()
+            && before != now
+        {
+            // No receiver only means no kind is running yet: nothing waits.
+            let _ = tx.send(Readied {
+                kind,
+                namespace: key.0,
+                name: key.1,
+            });
+        }
+    }
+}
+
+/// The objects of kind `K` that reference an announced object, as reconcile triggers.
+pub fn dependents<K: Managed>(rx: broadcast::Receiver<Readied>, store: Store<K>) -> impl Stream<Item = ObjectRef<K>> {
+    let announced = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(readied) => return Some((readied, rx)),
+                // Missed announcements are covered by the waiting objects' own recheck.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    futures::StreamExt::flat_map(announced, move |r| {
+        let waiting: Vec<ObjectRef<K>> = store
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.namespace().as_deref() == Some(r.namespace.as_str())
+                    && o.references().iter().any(|x| x.kind == r.kind && x.name == r.name)
+            })
+            .map(|o| ObjectRef::from_obj(&*o))
+            .collect();
+        futures::stream::iter(waiting)
+    })
+}
 
 /// The watch caches of every managed kind, filled by each kind's controller.
 #[derive(Clone)]
