@@ -28,8 +28,11 @@ pub struct Readied {
     name: String,
 }
 
+/// The outputs dependents read (ARN, URL, external name).
+type Published = (Option<String>, Option<String>, Option<String>);
+
 /// What dependents read of an object: its outputs while Ready at its generation, else `None`.
-fn usable<K: Managed>(o: &K) -> Option<(Option<String>, Option<String>, Option<String>)> {
+fn usable<K: Managed>(o: &K) -> Option<Published> {
     let s = o.managed_status()?;
     let ready = status::condition(Some(s), READY).is_some_and(|c| c.status == "True");
     (ready && s.observed_generation == o.meta().generation)
@@ -40,7 +43,7 @@ fn usable<K: Managed>(o: &K) -> Option<(Option<String>, Option<String>, Option<S
 /// outputs. Objects seen for the first time (the initial list, a restart) are only noted:
 /// their dependents are reconciled at start-up anyway.
 pub fn announcer<K: Managed>(tx: broadcast::Sender<Readied>, kind: Kind) -> impl FnMut(&K) {
-    let mut seen: HashMap<(String, String), Option<(Option<String>, Option<String>, Option<String>)>> = HashMap::new();
+    let mut seen: HashMap<(String, String), Option<Published>> = HashMap::new();
     move |o: &K| {
         let key = (o.namespace().unwrap_or_default(), o.name_any());
         if o.meta().deletion_timestamp.is_some() {
