@@ -34,7 +34,7 @@ use crate::backoff::Backoff;
 use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
-use crate::references::{Readied, Stores};
+use crate::references::{Signal, Stores};
 
 /// CloudKit: one Kubernetes API for buckets, tables, queues, topics and functions on AWS,
 /// Azure and GCP.
@@ -159,8 +159,8 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (queues, queue_writer) = reflector::store();
     let (topics, topic_writer) = reflector::store();
     let (functions, function_writer) = reflector::store();
-    // Objects turning Ready, announced to the kinds whose objects may wait for them.
-    let (readied, _) = broadcast::channel(1024);
+    // What one kind's objects tell the others' (see references::Signal).
+    let (signals, _) = broadcast::channel(1024);
     let stores = Stores {
         buckets,
         tables,
@@ -192,7 +192,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             args.concurrency,
             bucket_writer,
-            readied.clone(),
+            signals.clone(),
             ctx.clone()
         ),
         run_kind::<Table>(
@@ -200,7 +200,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             args.concurrency,
             table_writer,
-            readied.clone(),
+            signals.clone(),
             ctx.clone()
         ),
         run_kind::<Queue>(
@@ -208,7 +208,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             args.concurrency,
             queue_writer,
-            readied.clone(),
+            signals.clone(),
             ctx.clone()
         ),
         run_kind::<Topic>(
@@ -216,7 +216,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             args.concurrency,
             topic_writer,
-            readied.clone(),
+            signals.clone(),
             ctx.clone()
         ),
         run_kind::<Function>(
@@ -224,7 +224,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             args.concurrency,
             function_writer,
-            readied.clone(),
+            signals.clone(),
             ctx.clone()
         ),
         run_provider_configs(&client, namespace, ctx),
@@ -255,29 +255,30 @@ async fn run_kind<K: ManagedKind>(
     namespace: Option<&str>,
     concurrency: u16,
     writer: reflector::store::Writer<K>,
-    readied: broadcast::Sender<Readied>,
+    signals: broadcast::Sender<Signal>,
     ctx: Arc<Context>,
 ) {
     // Only spec (generation) and finalizer changes start a reconcile: the controller's own
     // status writes would otherwise trigger a second, redundant round of cloud calls.
     // Deletion bumps the generation too, so cleanup is not filtered out.
     let objects = writer.as_reader();
-    // Subscribed before any object is watched, so no announcement is missed.
-    let dependents = references::dependents(readied.subscribe(), objects.clone());
+    // Subscribed before any object is watched, so no signal is missed.
+    let triggers = references::triggers(signals.subscribe(), objects.clone(), K::KIND);
     let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        // Status changes and deletions are seen here, before the filter below drops them:
+        // an object turning Ready wakes those that wait for it, one going away wakes those
+        // it referenced (their deletion may wait for it).
+        .inspect_ok(references::announcer::<K>(signals, K::KIND))
         .applied_objects()
-        // Status changes are seen here, before the filter below drops them: an object
-        // turning Ready wakes the objects that wait for it at once.
-        .inspect_ok(references::announcer::<K>(readied, K::KIND))
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),
             Default::default(),
         );
     let controller = Controller::for_stream(changes, objects.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .reconcile_on(dependents);
+        .reconcile_on(triggers);
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
     // re-reconciles the objects that use it, instead of waiting for their backoff. Its
     // status writes are filtered out: they change nothing the objects depend on.

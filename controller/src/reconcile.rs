@@ -165,6 +165,15 @@ async fn sync<K: ManagedKind>(
     if !errors.is_empty() {
         return Err(Failure::stalled("InvalidSpec", SpecErrors(errors).to_string()));
     }
+    if !refs.is_empty()
+        && let Some(cycle) = ctx.stores.cycle(K::KIND, &namespace, &obj.name_any())
+    {
+        // Each member would wait for the next forever; a human must break the loop.
+        return Err(Failure::stalled(
+            "DependencyCycle",
+            format!("references form a cycle, {cycle}: remove one of them"),
+        ));
+    }
 
     // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
@@ -367,6 +376,21 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         )
         .await;
         return Ok(Action::await_change());
+    }
+    // Reverse order: what others still read from stays until they are gone.
+    let users = ctx.stores.referrers(K::KIND, &namespace, &obj.name_any());
+    if !users.is_empty() && ctx.stores.cycle(K::KIND, &namespace, &obj.name_any()).is_none() {
+        let failure = Failure::waiting(
+            "DependentsExist",
+            format!(
+                "'{name}' is kept while {} still reference it: delete them first or remove the references \
+                 (or set spec.deletionPolicy: Retain to release it now)",
+                users.join(", ")
+            ),
+            references::DEPENDENCY_RECHECK,
+        );
+        report_failure(api, obj, ctx, &name, &failure, &mut obj.managed_status().cloned()).await?;
+        return Err(Error::Cleanup(failure));
     }
     let result = async {
         let provider = provider::resolve(

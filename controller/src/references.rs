@@ -12,6 +12,7 @@ use cloudkit_reconcilers::Dependencies;
 use futures::Stream;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use tokio::sync::broadcast;
 
 use crate::error::Failure;
@@ -20,12 +21,21 @@ use crate::status::{self, READY};
 /// How soon an object waiting for a dependency looks again if no event wakes it first.
 pub const DEPENDENCY_RECHECK: Duration = Duration::from_secs(10);
 
-/// An object that became usable, or whose outputs changed: its dependents look again now.
+/// What one kind's watch tells the others.
 #[derive(Clone, Debug)]
-pub struct Readied {
-    kind: Kind,
-    namespace: String,
-    name: String,
+pub enum Signal {
+    /// An object became usable, or its outputs changed: the objects referencing it look again.
+    Readied {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
+    /// An object that referenced this one is gone: it may now be deleted itself.
+    Released {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
 }
 
 /// The outputs dependents read (ARN, URL, external name).
@@ -39,55 +49,81 @@ fn usable<K: Managed>(o: &K) -> Option<Published> {
         .then(|| (s.arn.clone(), s.url.clone(), s.external_name.clone()))
 }
 
-/// Watches one kind's objects go by and announces each that turns Ready or changes its
-/// outputs. Objects seen for the first time (the initial list, a restart) are only noted:
-/// their dependents are reconciled at start-up anyway.
-pub fn announcer<K: Managed>(tx: broadcast::Sender<Readied>, kind: Kind) -> impl FnMut(&K) {
+/// Watches one kind's events go by and signals the other objects they concern. Objects seen
+/// for the first time (the initial list, a restart) are only noted: every object is
+/// reconciled at start-up anyway.
+pub fn announcer<K: Managed>(tx: broadcast::Sender<Signal>, kind: Kind) -> impl FnMut(&watcher::Event<K>) {
     let mut seen: HashMap<(String, String), Option<Published>> = HashMap::new();
-    move |o: &K| {
-        let key = (o.namespace().unwrap_or_default(), o.name_any());
-        if o.meta().deletion_timestamp.is_some() {
-            seen.remove(&key);
-            return;
+    // No receiver only means no kind is running yet: nothing waits.
+    move |event: &watcher::Event<K>| match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+            let key = (o.namespace().unwrap_or_default(), o.name_any());
+            let now = usable(o);
+            if let Some(before) = seen.insert(key.clone(), now.clone())
+                && now.is_some()
+                && before != now
+            {
+                let _ = tx.send(Signal::Readied {
+                    kind,
+                    namespace: key.0,
+                    name: key.1,
+                });
+            }
         }
-        let now = usable(o);
-        if let Some(before) = seen.insert(key.clone(), now.clone())
-            && now.is_some()
-            && before != now
-        {
-            // No receiver only means no kind is running yet: nothing waits.
-            let _ = tx.send(Readied {
-                kind,
-                namespace: key.0,
-                name: key.1,
-            });
+        watcher::Event::Delete(o) => {
+            let namespace = o.namespace().unwrap_or_default();
+            seen.remove(&(namespace.clone(), o.name_any()));
+            for r in o.references() {
+                let _ = tx.send(Signal::Released {
+                    kind: r.kind,
+                    namespace: namespace.clone(),
+                    name: r.name,
+                });
+            }
         }
+        watcher::Event::Init | watcher::Event::InitDone => {}
     }
 }
 
-/// The objects of kind `K` that reference an announced object, as reconcile triggers.
-pub fn dependents<K: Managed>(rx: broadcast::Receiver<Readied>, store: Store<K>) -> impl Stream<Item = ObjectRef<K>> {
-    let announced = futures::stream::unfold(rx, |mut rx| async move {
+/// The objects of kind `K` a signal concerns, as reconcile triggers.
+pub fn triggers<K: Managed>(
+    rx: broadcast::Receiver<Signal>,
+    store: Store<K>,
+    kind: Kind,
+) -> impl Stream<Item = ObjectRef<K>> {
+    let signals = futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(readied) => return Some((readied, rx)),
-                // Missed announcements are covered by the waiting objects' own recheck.
+                Ok(signal) => return Some((signal, rx)),
+                // Missed signals are covered by the waiting objects' own recheck.
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
-    futures::StreamExt::flat_map(announced, move |r| {
-        let waiting: Vec<ObjectRef<K>> = store
-            .state()
-            .into_iter()
-            .filter(|o| {
-                o.namespace().as_deref() == Some(r.namespace.as_str())
-                    && o.references().iter().any(|x| x.kind == r.kind && x.name == r.name)
-            })
-            .map(|o| ObjectRef::from_obj(&*o))
-            .collect();
-        futures::stream::iter(waiting)
+    futures::StreamExt::flat_map(signals, move |signal| {
+        let refs: Vec<ObjectRef<K>> = match signal {
+            Signal::Readied {
+                kind: of,
+                namespace,
+                name,
+            } => store
+                .state()
+                .into_iter()
+                .filter(|o| {
+                    o.namespace().as_deref() == Some(namespace.as_str())
+                        && o.references().iter().any(|r| r.kind == of && r.name == name)
+                })
+                .map(|o| ObjectRef::from_obj(&*o))
+                .collect(),
+            Signal::Released {
+                kind: of,
+                namespace,
+                name,
+            } if of == kind => vec![ObjectRef::new(&name).within(&namespace)],
+            Signal::Released { .. } => Vec::new(),
+        };
+        futures::stream::iter(refs)
     })
 }
 
@@ -106,6 +142,7 @@ struct Found {
     generation: Option<i64>,
     deleting: bool,
     status: Option<ManagedStatus>,
+    refs: Vec<Reference>,
 }
 
 fn found<K: Managed>(store: &Store<K>, namespace: &str, name: &str) -> Option<Found> {
@@ -113,7 +150,24 @@ fn found<K: Managed>(store: &Store<K>, namespace: &str, name: &str) -> Option<Fo
         generation: o.meta().generation,
         deleting: o.meta().deletion_timestamp.is_some(),
         status: o.managed_status().cloned(),
+        refs: o.references(),
     })
+}
+
+/// Every object of one kind in a namespace that references `kind`/`name`, with the field.
+fn referring<K: Managed>(store: &Store<K>, namespace: &str, kind: Kind, name: &str) -> Vec<String> {
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .flat_map(|o| {
+            o.references()
+                .into_iter()
+                .filter(|r| r.kind == kind && r.name == name)
+                .map(|r| format!("{}/{} ({})", K::kind(&()), o.name_any(), r.field))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 impl Stores {
@@ -126,6 +180,58 @@ impl Stores {
             Kind::Function => found(&self.functions, namespace, name),
         }
     }
+
+    /// The objects (any kind, same namespace) whose specs reference `kind`/`name`.
+    pub fn referrers(&self, kind: Kind, namespace: &str, name: &str) -> Vec<String> {
+        let mut all = referring(&self.buckets, namespace, kind, name);
+        all.extend(referring(&self.tables, namespace, kind, name));
+        all.extend(referring(&self.queues, namespace, kind, name));
+        all.extend(referring(&self.topics, namespace, kind, name));
+        all.extend(referring(&self.functions, namespace, kind, name));
+        all
+    }
+
+    /// A cycle of references through `kind`/`name`, spelled `Queue/a → Queue/b → Queue/a`.
+    pub fn cycle(&self, kind: Kind, namespace: &str, name: &str) -> Option<String> {
+        let path = cycle_through((kind, name.to_owned()), |k, n| {
+            self.get(k, namespace, n)
+                .map(|f| f.refs.into_iter().map(|r| (r.kind, r.name)).collect())
+                .unwrap_or_default()
+        })?;
+        Some(
+            path.iter()
+                .map(|(k, n)| format!("{k}/{n}"))
+                .collect::<Vec<_>>()
+                .join(" → "),
+        )
+    }
+}
+
+/// A path of references from `start` back to itself (start repeated at the end), if one
+/// exists. Depth-first over `edges`, visiting each node once, so it ends on any graph.
+pub fn cycle_through(
+    start: (Kind, String),
+    edges: impl Fn(Kind, &str) -> Vec<(Kind, String)>,
+) -> Option<Vec<(Kind, String)>> {
+    let mut visited = std::collections::HashSet::new();
+    // Each frame: a node and the edges of it still to try.
+    let mut stack = vec![(start.clone(), edges(start.0, &start.1))];
+    while let Some((_, next)) = stack.last_mut() {
+        let Some(child) = next.pop() else {
+            stack.pop();
+            continue;
+        };
+        if child == start {
+            let mut path: Vec<(Kind, String)> = stack.iter().map(|(n, _)| n.clone()).collect();
+            path.push(start);
+            return Some(path);
+        }
+        if visited.insert(child.clone()) {
+            let grandchildren = edges(child.0, &child.1);
+            stack.push((child, grandchildren));
+        }
+    }
+    None
 }
 
 /// A reference to the object itself can never be satisfied: a spec error.
@@ -182,6 +288,9 @@ fn blocker(f: &Found) -> Option<String> {
     match ready {
         Some(c) if c.status == "True" && s.observed_generation == f.generation => None,
         Some(c) if c.status == "True" => Some("its latest change is not applied yet".into()),
+        // A dependency waiting on its own dependencies says so by reason alone: quoting its
+        // message would nest every level of the chain into this one.
+        Some(c) if c.reason.starts_with("Dependency") => Some(c.reason.clone()),
         Some(c) => Some(match &c.message {
             Some(m) => format!("{}: {m}", c.reason),
             None => c.reason.clone(),
@@ -198,6 +307,7 @@ mod tests {
 
     fn found(ready: Option<(&str, &str)>, generation: i64, observed: i64) -> Found {
         Found {
+            refs: Vec::new(),
             generation: Some(generation),
             deleting: false,
             status: Some(ManagedStatus {
@@ -227,6 +337,37 @@ mod tests {
             Some("ProviderError: details")
         );
         assert!(blocker(&found(None, 1, 1)).is_some());
+        assert_eq!(
+            blocker(&found(Some(("False", "DependencyNotReady")), 1, 1)).as_deref(),
+            Some("DependencyNotReady"),
+            "a chain of waits must not nest its messages"
+        );
+    }
+
+    fn graph(edges: &[(&str, &str)]) -> impl Fn(Kind, &str) -> Vec<(Kind, String)> {
+        let edges: Vec<(String, String)> = edges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        move |_, from| {
+            edges
+                .iter()
+                .filter(|(a, _)| a == from)
+                .map(|(_, b)| (Kind::Queue, b.clone()))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn cycles_are_found_through_the_start_only() {
+        let g = graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]);
+        let path = cycle_through((Kind::Queue, "a".into()), &g).expect("a is in a cycle");
+        let names: Vec<&str> = path.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "a"]);
+        assert_eq!(
+            cycle_through((Kind::Queue, "d".into()), &g),
+            None,
+            "d only leads into a cycle"
+        );
+        let chain = graph(&[("a", "b"), ("b", "c"), ("a", "c")]);
+        assert_eq!(cycle_through((Kind::Queue, "a".into()), &chain), None);
     }
 
     #[test]
