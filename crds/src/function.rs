@@ -24,12 +24,17 @@ pub struct ResourceOutputRef {
     pub field: OutputField,
 }
 
+/// One environment variable: exactly one of `value`, `valueFrom`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
+    /// Letters, digits and `_`, starting with a letter; Lambda reserves some `AWS_*` names.
     pub name: String,
+    /// A literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// An output (`arn`, `url`, `id`, `externalName`) of another CloudKit resource in the
+    /// same namespace, e.g. a Queue's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<ResourceOutputRef>,
 }
@@ -39,20 +44,22 @@ pub struct EnvVar {
 pub struct ObjectLocation {
     /// The CloudKit `Bucket` (same namespace) holding the archive; the Function waits for it.
     pub bucket: String,
+    /// The archive's key in that bucket. The code is deployed again when the object changes.
     pub key: String,
 }
 
-/// Where the code comes from: exactly one of the fields.
+/// Where the code comes from: exactly one of the fields. A zip archive (`zipBase64` or
+/// `object`) cannot become an `image` or back once the Function exists.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeSource {
-    /// A zip archive, base64-encoded (small functions only).
+    /// A zip archive, base64-encoded (small functions only: Lambda takes at most 50 MB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zip_base64: Option<String>,
     /// A zip archive in object storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<ObjectLocation>,
-    /// A container image.
+    /// A container image URI; `runtime` and `handler` then come from the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 }
@@ -61,10 +68,14 @@ pub struct CodeSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
+    /// A `Queue` (same namespace) whose messages invoke the Function; it waits until the Queue is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_ref: Option<LocalRef>,
+    /// A `Topic` (same namespace) whose messages invoke the Function; it waits until the Topic is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_ref: Option<LocalRef>,
+    /// Queue triggers only: messages per invocation (1 to 10000, default 10; at most 10 for
+    /// FIFO queues).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<i32>,
 }
@@ -73,10 +84,10 @@ pub struct Trigger {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsFunction {
-    /// Execution role ARN.
+    /// Execution role ARN (`arn:aws:iam::<account>:role/<name>`); required on AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    /// `x86_64` or `arm64`.
+    /// `x86_64` (default) or `arm64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
 }
@@ -88,19 +99,26 @@ managed_kind! {
     pub struct FunctionSpec {
         #[serde(flatten)]
         pub managed: ManagedFields,
-        /// Language runtime, e.g. `python3.12`, `nodejs20.x`.
-        pub runtime: String,
-        /// Entry point, e.g. `app.handler`.
-        pub handler: String,
-        /// Memory in MiB (default 128).
+        // Optional rather than defaulted to "": kube-apiserver 1.20 refuses such a schema default.
+        /// Language runtime, e.g. `python3.12`, `nodejs20.x`. Required for zip code; leave it
+        /// out for an image.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub runtime: Option<String>,
+        /// Entry point, e.g. `app.handler`. Required for zip code; leave it out for an image.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub handler: Option<String>,
+        /// Memory in MiB (128 to 10240, default 128).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub memory_mb: Option<i32>,
-        /// Seconds an invocation may run (default 3).
+        /// Seconds an invocation may run (1 to 900, default 3).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub timeout_seconds: Option<i32>,
+        /// Environment variables, each a literal or another resource's output.
         #[serde(default)]
         pub env: Vec<EnvVar>,
         pub code: CodeSource,
+        /// Event sources that invoke the Function; triggers removed from the list are removed
+        /// from the cloud.
         #[serde(default)]
         pub triggers: Vec<Trigger>,
         #[serde(default)]
