@@ -43,6 +43,15 @@ nohup "$BIN" controller --namespace default --metrics-addr 127.0.0.1:8080 >"$LOG
 echo $! >"$PIDFILE"
 echo "demo: controller running (pid $(cat "$PIDFILE"), log $LOG, metrics http://127.0.0.1:8080/metrics)" >&2
 
+# The sample Function runs as an IAM role; on the local emulator the demo creates it (moto
+# accepts any signature). On real AWS, create a role and set its ARN in samples/stack.yaml.
+curl -fsS -o /dev/null -X POST "$CLOUDKIT_AWS_ENDPOINT/" \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0' \
+    --data-urlencode Action=CreateRole --data-urlencode Version=2010-05-08 \
+    --data-urlencode RoleName=cloudkit-sample-lambda \
+    --data-urlencode 'AssumeRolePolicyDocument={"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}' \
+    2>/dev/null || true # already there
+
 kubectl apply -f samples/ 2> >(grep -v '^Warning' >&2)
 if ! kubectl wait --for=condition=Ready buckets,queues,topics,tables,functions --all -n default --timeout=120s 2> >(grep -v '^Warning' >&2); then
     echo "demo: resources did not become Ready; controller log:" >&2
