@@ -9,7 +9,10 @@ use cloudkit_crds::validation::{self, FieldError};
 use cloudkit_crds::{Bucket, Cloud, Function, Managed, Queue, Table, Topic};
 use cloudkit_reconcilers::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext};
 use futures::future::BoxFuture;
+use kube::ResourceExt;
 use serde::Serialize;
+
+use crate::references;
 
 pub type Backend<S> = Box<dyn ExternalResource<State = S>>;
 
@@ -26,6 +29,29 @@ pub trait ManagedKind: Managed {
         ctx: &'a ProviderContext,
         clouds: &'a Clouds,
     ) -> BoxFuture<'a, Result<Backend<Self::State>, CloudError>>;
+
+    /// Where the cloud name comes from, for messages about it.
+    fn name_field(&self) -> &'static str {
+        if self.managed().external_name.is_some() {
+            "spec.externalName"
+        } else {
+            "metadata.name"
+        }
+    }
+
+    /// Every problem with the spec on `cloud`, found without calling any cloud: what the
+    /// controller checks at each reconcile and `cloudkit plan` checks offline.
+    fn spec_errors(&self, cloud: Cloud) -> Vec<FieldError> {
+        let config = &self.managed().provider_config_ref.name;
+        let mut errors = validation::cloud_blocks(&self.cloud_blocks(), cloud, config);
+        errors.extend(self.validate(&self.desired_external_name(), self.name_field(), cloud));
+        errors.extend(references::self_references(
+            Self::KIND,
+            &self.name_any(),
+            &self.references(),
+        ));
+        errors
+    }
 }
 
 macro_rules! kind_glue {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
-use cloudkit_crds::validation::{self, FieldError, SpecErrors};
+use cloudkit_crds::validation::{FieldError, SpecErrors};
 use cloudkit_crds::{DeletionPolicy, ManagedStatus};
 use cloudkit_drift::{FieldDiff, touches};
 use cloudkit_reconcilers::{Clouds, Outputs};
@@ -143,15 +143,9 @@ async fn sync<K: ManagedKind>(
     let provider = provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
     let cloud = provider.ctx.cloud;
 
-    let name_field = if managed.external_name.is_some() {
-        "spec.externalName"
-    } else {
-        "metadata.name"
-    };
+    let name_field = obj.name_field();
     let refs = obj.references();
-    let mut errors = validation::cloud_blocks(&obj.cloud_blocks(), cloud, config_name);
-    errors.extend(obj.validate(name, name_field, cloud));
-    errors.extend(references::self_references(K::KIND, &obj.name_any(), &refs));
+    let mut errors = obj.spec_errors(cloud);
     let recorded = current.as_ref().and_then(|s| s.external_name.clone());
     if let Some(recorded) = recorded.as_deref().filter(|r| *r != name) {
         errors.push(FieldError {
