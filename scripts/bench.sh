@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Benchmarks that print figures (not timed tests): cloud calls per kind to Ready and per
+# quiet resync, and how soon dependents go on once their dependency is Ready. Runs against
+# the same environment as scripts/test.sh and writes docs/bench/latest.md.
+#   scripts/bench.sh            (CLOUDKIT_BENCH_DEPENDENTS=100 by default)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cloudkit/target}
+export CLOUDKIT_BENCH_DEPENDENTS=${CLOUDKIT_BENCH_DEPENDENTS:-100}
+
+"$ROOT/scripts/dev-env.sh" up
+# shellcheck source=/dev/null
+source "$("$ROOT/scripts/dev-env.sh" env)"
+cargo build -p cloudkit
+export CLOUDKIT_BIN=$CARGO_TARGET_DIR/debug/cloudkit
+"$CLOUDKIT_BIN" crds | kubectl apply --server-side --force-conflicts -f - >/dev/null 2> >(grep -v '^Warning' >&2)
+
+out=$(mktemp)
+cargo test -q -p cloudkit-e2e --test cloud_calls --test unblock_latency -- --nocapture --test-threads 1 | tee "$out"
+mkdir -p docs/bench
+{
+    echo "# Benchmark figures"
+    echo
+    echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB;"
+    echo "real kube-apiserver $(kubectl version -o json 2>/dev/null | grep -m1 gitVersion | tr -d ' ",' | cut -d: -f2), moto, debug build of the controller."
+    echo
+    grep -E '^\|' "$out" || true
+    echo
+    grep -E '^unblock latency' "$out" | sed 's/^/- /' || true
+} >docs/bench/latest.md
+rm -f "$out"
+echo "bench: wrote docs/bench/latest.md" >&2
