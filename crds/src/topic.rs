@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Kind, LocalRef, ManagedFields, Reference, Tags};
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+/// Where a subscription delivers; each protocol needs exactly one target field.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum SubscriptionProtocol {
     /// Deliver to a CloudKit `Queue` (`queueRef`).
     Queue,
@@ -17,21 +18,45 @@ pub enum SubscriptionProtocol {
     Email,
 }
 
+impl SubscriptionProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "Queue",
+            Self::Function => "Function",
+            Self::Https => "Https",
+            Self::Email => "Email",
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One delivery target of the topic.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     pub protocol: SubscriptionProtocol,
+    /// `Queue` only: the CloudKit `Queue` (same namespace) to deliver to. The topic waits until
+    /// it is Ready, and allows itself to send to it in the queue's access policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_ref: Option<LocalRef>,
+    /// `Function` only: the CloudKit `Function` (same namespace) to invoke. The topic waits
+    /// until it is Ready, and allows itself to invoke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_ref: Option<LocalRef>,
-    /// URL or address for `Https` and `Email`.
+    /// `Https`: an `https://` URL; `Email`: an address. These need the recipient to confirm the
+    /// subscription before anything is delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Deliver the message body without the provider's envelope.
+    /// Deliver the message body without the provider's envelope (`Queue` and `Https` only).
     #[serde(default)]
     pub raw_message_delivery: bool,
-    /// Provider filter policy, as JSON.
+    /// Only messages matching this filter policy are delivered: a JSON object, e.g.
+    /// `{"event": ["created"]}`, matched against message attributes. Omit to deliver every message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter_policy: Option<String>,
 }
@@ -52,6 +77,9 @@ managed_kind! {
     pub struct TopicSpec {
         #[serde(flatten)]
         pub managed: ManagedFields,
+        /// Strict ordering and deduplication. On AWS the name must end in `.fifo`, and only
+        /// `Queue` subscriptions are allowed. Cannot change once the topic exists: create a new
+        /// Topic instead.
         #[serde(default)]
         pub fifo: bool,
         #[serde(default)]
@@ -59,6 +87,9 @@ managed_kind! {
         /// Name shown to people, e.g. as the sender of SMS and email notifications.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub display_name: Option<String>,
+        /// Every subscription of the topic: missing ones are added, settings are kept as listed,
+        /// and subscriptions not listed here are removed (unconfirmed `Https`/`Email` ones
+        /// cannot be removed before they are confirmed or expire).
         #[serde(default)]
         pub subscriptions: Vec<Subscription>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
