@@ -103,6 +103,38 @@ impl Clients {
         self.calls.clone()
     }
 
+    pub(crate) fn sqs(&self, sdk: &SdkConfig) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(sdk)
+                .interceptor(self.counter())
+                .build(),
+        )
+    }
+
+    pub(crate) fn sns(&self, sdk: &SdkConfig) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(sdk)
+                .interceptor(self.counter())
+                .build(),
+        )
+    }
+
+    pub(crate) fn lambda(&self, sdk: &SdkConfig) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(sdk)
+                .interceptor(self.counter())
+                .build(),
+        )
+    }
+
+    pub(crate) fn dynamodb(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk)
+                .interceptor(self.counter())
+                .build(),
+        )
+    }
+
     /// The SDK configuration for a ProviderContext, built once per version of its settings.
     pub async fn sdk_config(&self, ctx: &ProviderContext) -> SdkConfig {
         if let Some((seen, config)) = self.lock().get(&ctx.key)

@@ -18,9 +18,8 @@ pub struct SqsQueue {
 impl SqsQueue {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
         let sdk = clients.sdk_config(ctx).await;
-        let config = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(clients.counter());
         Self {
-            client: Client::from_conf(config.build()),
+            client: clients.sqs(&sdk),
         }
     }
 

@@ -250,9 +250,9 @@ impl SnsTopic {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
         let sdk = clients.sdk_config(ctx).await;
         Self {
-            sns: Client::new(&sdk),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            lambda: aws_sdk_lambda::Client::new(&sdk),
+            sns: clients.sns(&sdk),
+            sqs: clients.sqs(&sdk),
+            lambda: clients.lambda(&sdk),
             ctx: ctx.clone(),
         }
     }

@@ -204,6 +204,34 @@ impl Harness {
             .unwrap_or(0)
     }
 
+    /// An IAM role in the emulator, named after the namespace, for Lambda functions to run
+    /// as (moto's CreateFunction needs it to exist). The harness has no IAM client, and moto
+    /// checks no signature: one form POST to its IAM query API does it.
+    pub async fn iam_role(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let name = format!("{}-role", self.ns);
+        let host = self.endpoint.trim_start_matches("http://").trim_end_matches('/');
+        let body = format!(
+            "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%22Version%22%3A%222012-10-17%22%7D"
+        );
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to moto");
+        stream.write_all(request.as_bytes()).await.expect("send CreateRole");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read CreateRole");
+        // A second call in the same namespace finds the role there already.
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.contains("EntityAlreadyExists"),
+            "CreateRole: {response}"
+        );
+        format!("arn:aws:iam::123456789012:role/{name}")
+    }
+
     /// SIGKILL: no graceful shutdown, as after a crash or an evicted pod.
     pub fn kill_controller(&mut self) {
         if let Some(mut child) = self.controller.take() {

@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
-use cloudkit_crds::{Bucket, Managed, Queue};
+use cloudkit_crds::{Bucket, Function, Managed, Queue, Topic};
 use cloudkit_e2e::{Harness, ready_at_generation};
 use serde_json::{Value, json};
 
 /// Calls to reach Ready and per quiet resync for one object of kind `K` alone in a namespace.
-async fn measure<K: Managed>(test: &str, spec: impl Fn(&Harness) -> Value) -> (u64, f64) {
+async fn measure<K: Managed>(test: &str, spec: impl AsyncFn(&Harness) -> Value) -> (u64, f64) {
     let h = Harness::new(test).await;
+    let spec = spec(&h).await;
     // The controller is up once it serves metrics.
     cloudkit_e2e::eventually("controller metrics", || async {
         std::net::TcpStream::connect(("127.0.0.1", h.metrics_port)).is_ok()
@@ -19,7 +20,7 @@ async fn measure<K: Managed>(test: &str, spec: impl Fn(&Harness) -> Value) -> (u
     .await;
     let before = h.cloud_call_total().await;
     let name = h.bucket_name("calls");
-    h.apply::<K>(&name, spec(&h)).await;
+    h.apply::<K>(&name, spec).await;
     h.wait(&name, "Ready", ready_at_generation::<K>).await;
     let to_ready = h.cloud_call_total().await - before;
 
@@ -38,17 +39,42 @@ async fn calls_per_kind_to_ready_and_per_quiet_resync() {
     let rows = [
         (
             "Bucket",
-            measure::<Bucket>("calls-bucket", |_| json!({"versioning": true, "tags": {"a": "b"}})).await,
+            measure::<Bucket>(
+                "calls-bucket",
+                async |_| json!({"versioning": true, "tags": {"a": "b"}}),
+            )
+            .await,
             (10, 5.0),
         ),
         (
             "Queue",
             measure::<Queue>(
                 "calls-queue",
-                |_| json!({"visibilityTimeoutSeconds": 60, "tags": {"a": "b"}}),
+                async |_| json!({"visibilityTimeoutSeconds": 60, "tags": {"a": "b"}}),
             )
             .await,
             (8, 3.0),
+        ),
+        (
+            "Topic",
+            measure::<Topic>(
+                "calls-topic",
+                async |_| json!({"displayName": "Orders", "tags": {"a": "b"}}),
+            )
+            .await,
+            (8, 3.0),
+        ),
+        (
+            "Function",
+            measure::<Function>("calls-function", async |h| {
+                json!({
+                    "runtime": "python3.12", "handler": "app.handler", "memoryMb": 256, "tags": {"a": "b"},
+                    "code": {"zipBase64": "ZGVmIGhhbmRsZXIoZSwgYyk6CiAgICByZXR1cm4gMQo="},
+                    "aws": {"roleArn": h.iam_role().await}
+                })
+            })
+            .await,
+            (6, 3.0),
         ),
     ];
     println!("\n| kind | calls apply→Ready | calls per quiet resync |\n|---|---|---|");
