@@ -385,7 +385,7 @@ cmd_up() {
         --service-account-signing-key-file="$PKI/sa.key" \
         --service-cluster-ip-range=10.96.0.0/24
 
-    # moto_server.py is moto's own server with two S3 XML roots corrected (see the file).
+    # moto_server.py is moto's own server with its deviations from AWS corrected (see the file).
     ensure_daemon moto "moto_server.py" "$MOTO_PORT" 60 moto_healthy \
         "$py" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT"
 

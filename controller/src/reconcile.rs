@@ -262,6 +262,13 @@ async fn sync<K: ManagedKind>(
             if let Some(pending) = &after.pending {
                 return Err(provisioning(name, pending));
             }
+            // Clouds that take one change at a time converge over several rounds.
+            let left = cloudkit_drift::diff(&desired, &after.state)
+                .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))?;
+            if !left.is_empty() {
+                let fields: Vec<&str> = left.iter().map(|d| d.path.as_str()).collect();
+                return Err(provisioning(name, &format!("still to apply: {}", fields.join(", "))));
+            }
             outputs = after.outputs;
         }
     }

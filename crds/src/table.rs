@@ -5,18 +5,48 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ManagedFields, Tags};
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 pub enum AttributeType {
     String,
     Number,
     Binary,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// A key attribute: its name and the type of its values.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 pub struct KeyAttribute {
     pub name: String,
     #[serde(rename = "type")]
     pub type_: AttributeType,
+}
+
+/// Which attributes an index copies from the table.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Projection {
+    /// Every attribute.
+    #[default]
+    All,
+    /// Only the table's and the index's keys.
+    KeysOnly,
+}
+
+/// A secondary index with its own keys, queryable like the table. Indexes are added and
+/// removed in place, one at a time (the cloud builds each before the next).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalSecondaryIndex {
+    pub name: String,
+    pub partition_key: KeyAttribute,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_key: Option<KeyAttribute>,
+    #[serde(default)]
+    pub projection: Projection,
+    /// Required when the table's billing is `Provisioned`; not allowed with `OnDemand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_capacity: Option<i64>,
+    /// Required when the table's billing is `Provisioned`; not allowed with `OnDemand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_capacity: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -82,7 +112,10 @@ managed_kind! {
     pub struct TableSpec {
         #[serde(flatten)]
         pub managed: ManagedFields,
+        /// The key every item is found by. Cannot change once the table exists: create a new
+        /// Table and move the data.
         pub partition_key: KeyAttribute,
+        /// Orders items that share a partition key. Cannot change once the table exists.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub sort_key: Option<KeyAttribute>,
         #[serde(default)]
@@ -90,6 +123,12 @@ managed_kind! {
         /// Attribute holding each item's expiry time (epoch seconds).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub ttl_attribute: Option<String>,
+        #[serde(default)]
+        pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
+        /// Refuse to delete the table, whoever asks (the cloud console too). CloudKit's own
+        /// delete then fails until this is set back to false.
+        #[serde(default)]
+        pub deletion_protection: bool,
         #[serde(default)]
         pub tags: Tags,
         #[serde(default, skip_serializing_if = "Option::is_none")]
