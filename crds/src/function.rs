@@ -64,14 +64,16 @@ pub struct CodeSource {
     pub image: Option<String>,
 }
 
-/// An event source that invokes the Function: exactly one of `queueRef`, `topicRef`.
+/// An event source that invokes the Function: a `queueRef`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
     /// A `Queue` (same namespace) whose messages invoke the Function; it waits until the Queue is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_ref: Option<LocalRef>,
-    /// A `Topic` (same namespace) whose messages invoke the Function; it waits until the Topic is Ready.
+    /// Refused: a Topic invokes a Function from the Topic's side (its `subscriptions[]` with
+    /// `protocol: Function` and `functionRef`), which owns the subscription and the invoke
+    /// permission. Kept so that a manifest using it is answered with that, not ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_ref: Option<LocalRef>,
     /// Queue triggers only: messages per invocation (1 to 10000, default 10; at most 10 for
@@ -149,13 +151,6 @@ impl FunctionSpec {
                     Kind::Queue,
                     &q.name,
                     format!("spec.triggers[{i}].queueRef"),
-                ));
-            }
-            if let Some(topic) = &t.topic_ref {
-                refs.push(Reference::new(
-                    Kind::Topic,
-                    &topic.name,
-                    format!("spec.triggers[{i}].topicRef"),
                 ));
             }
         }

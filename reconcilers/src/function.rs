@@ -1,6 +1,6 @@
 //! Function: the portable state every cloud's function backend observes and converges.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cloudkit_crds::common::{Kind, Tags};
@@ -53,8 +53,6 @@ pub struct FunctionState {
     pub architecture: String,
     /// Queue ARN to batch size.
     pub queue_triggers: BTreeMap<String, i32>,
-    /// Topic ARNs.
-    pub topic_triggers: BTreeSet<String>,
     pub tags: Tags,
     /// What `code` names, for create and update; never compared.
     #[serde(skip)]
@@ -108,15 +106,10 @@ impl FunctionState {
             env.insert(var.name.clone(), value);
         }
         let mut queue_triggers = BTreeMap::new();
-        let mut topic_triggers = BTreeSet::new();
         for (i, trigger) in spec.triggers.iter().enumerate() {
             if let Some(queue) = &trigger.queue_ref {
                 let reference = cloudkit_crds::Reference::new(Kind::Queue, &queue.name, format!("spec.triggers[{i}]"));
                 queue_triggers.insert(deps.arn(&reference)?, trigger.batch_size.unwrap_or(DEFAULT_BATCH_SIZE));
-            }
-            if let Some(topic) = &trigger.topic_ref {
-                let reference = cloudkit_crds::Reference::new(Kind::Topic, &topic.name, format!("spec.triggers[{i}]"));
-                topic_triggers.insert(deps.arn(&reference)?);
             }
         }
         let aws = spec.aws.clone().unwrap_or_default();
@@ -131,7 +124,6 @@ impl FunctionState {
             role_arn: aws.role_arn,
             architecture: aws.architecture.unwrap_or_else(|| DEFAULT_ARCHITECTURE.to_owned()),
             queue_triggers,
-            topic_triggers,
             tags: spec.tags.clone(),
             upload: Some(upload),
         })

@@ -217,11 +217,23 @@ fn triggers(spec: &FunctionSpec, errors: &mut Vec<FieldError>) {
     let mut seen = BTreeSet::new();
     for (i, t) in spec.triggers.iter().enumerate() {
         let field = format!("spec.triggers[{i}]");
-        let target = match (&t.queue_ref, &t.topic_ref) {
-            (Some(q), None) => Some(("Queue", q.name.as_str())),
-            (None, Some(topic)) => Some(("Topic", topic.name.as_str())),
-            _ => {
-                errors.push(FieldError::new(field.clone(), "set exactly one of queueRef, topicRef"));
+        if let Some(topic) = &t.topic_ref {
+            // One owner per subscription: the Topic keeps its list exactly as written.
+            errors.push(FieldError::new(
+                format!("{field}.topicRef"),
+                format!(
+                    "a Topic invokes a Function from the Topic's side: remove this trigger and add \
+                     {{protocol: Function, functionRef: {{name: <this Function>}}}} to Topic/{}'s spec.subscriptions",
+                    topic.name
+                ),
+            ));
+        }
+        let target = match &t.queue_ref {
+            Some(q) => Some(("Queue", q.name.as_str())),
+            None => {
+                if t.topic_ref.is_none() {
+                    errors.push(FieldError::new(field.clone(), "set queueRef"));
+                }
                 None
             }
         };
@@ -317,7 +329,7 @@ mod tests {
             "env": [{"name": "MODE", "value": "x"},
                     {"name": "QUEUE_URL", "valueFrom": {"kind": "Queue", "name": "q", "field": "url"}}],
             "code": {"zipBase64": "UEsDBA=="},
-            "triggers": [{"queueRef": {"name": "q"}, "batchSize": 5}, {"topicRef": {"name": "t"}}],
+            "triggers": [{"queueRef": {"name": "q"}, "batchSize": 5}],
             "aws": {"roleArn": ROLE, "architecture": "arm64"}
         }));
         assert_eq!(function("my_fn-1", "metadata.name", &s, Cloud::Aws), vec![]);
@@ -347,7 +359,8 @@ mod tests {
                 "spec.env[0].name",
                 "spec.env[1].name",
                 "spec.env[2]",
-                "spec.triggers[0]",
+                "spec.triggers[0].topicRef",
+                "spec.triggers[1].topicRef",
                 "spec.triggers[1].batchSize",
                 "spec.triggers[1].batchSize",
                 "spec.aws.roleArn",

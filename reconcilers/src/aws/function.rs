@@ -16,7 +16,6 @@ use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateStatus, PackageType, Runtime, State};
 use cloudkit_drift::{FieldDiff, touches};
-use sha2::Digest;
 
 use super::{Clients, classify, error_code};
 use crate::function::{CodeUpload, FunctionState, PACKAGE_IMAGE};
@@ -24,14 +23,11 @@ use crate::{CloudError, ExternalResource, Observed, Outputs, ProviderContext};
 
 const SOURCE_TAG: &str = "cloudkit.dev/code-source";
 const REVISION_TAG: &str = "cloudkit.dev/code-revision";
-/// Prefix of the permission statements CloudKit adds for SNS topics.
-const SNS_SID_PREFIX: &str = "cloudkit-sns-";
 /// How long one update waits for Lambda to finish a change before making the next one.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct LambdaFunction {
     client: Client,
-    sns: aws_sdk_sns::Client,
     s3: aws_sdk_s3::Client,
 }
 
@@ -40,16 +36,13 @@ type SdkError<E> = aws_sdk_lambda::error::SdkError<E, aws_sdk_lambda::config::ht
 impl LambdaFunction {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
         let sdk = clients.sdk_config(ctx).await;
-        let lambda = aws_sdk_lambda::config::Builder::from(&sdk).interceptor(clients.counter());
-        let sns = aws_sdk_sns::config::Builder::from(&sdk).interceptor(clients.counter());
         let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).interceptor(clients.counter());
         if ctx.endpoint.is_some() {
             // Emulators and S3-compatible stores are addressed by path.
             s3 = s3.force_path_style(true);
         }
         Self {
-            client: Client::from_conf(lambda.build()),
-            sns: aws_sdk_sns::Client::from_conf(sns.build()),
+            client: clients.lambda(&sdk),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
         }
     }
@@ -160,53 +153,6 @@ impl LambdaFunction {
                 })
             })
             .collect())
-    }
-
-    /// Topic ARNs CloudKit allowed to invoke the function, by the statement IDs it used.
-    async fn permitted_topics(&self, name: &str) -> Result<BTreeMap<String, String>, CloudError> {
-        let policy = match self.client.get_policy().function_name(name).send().await {
-            Ok(out) => out.policy().unwrap_or_default().to_owned(),
-            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => return Ok(BTreeMap::new()),
-            Err(e) => return Err(lambda_error("GetPolicy", name, e)),
-        };
-        let policy: serde_json::Value = serde_json::from_str(&policy)
-            .map_err(|e| CloudError::transient(format!("GetPolicy {name}: unreadable policy: {e}")))?;
-        let statements = policy
-            .get("Statement")
-            .and_then(|s| s.as_array())
-            .cloned()
-            .unwrap_or_default();
-        Ok(statements
-            .iter()
-            .filter_map(|s| {
-                let sid = s.get("Sid")?.as_str()?;
-                let arn = s.pointer("/Condition/ArnLike/AWS:SourceArn")?.as_str()?;
-                sid.starts_with(SNS_SID_PREFIX)
-                    .then(|| (arn.to_owned(), sid.to_owned()))
-            })
-            .collect())
-    }
-
-    /// The subscription of the function to a topic, if any; `Err` only for failed calls.
-    async fn subscription(&self, topic: &str, function_arn: &str) -> Result<Option<String>, CloudError> {
-        let result = self
-            .sns
-            .list_subscriptions_by_topic()
-            .topic_arn(topic)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await;
-        let subscriptions = match result {
-            Ok(s) => s,
-            Err(e) if error_code(&e) == Some("NotFound") => return Ok(None),
-            Err(e) => return Err(classify("ListSubscriptionsByTopic", topic, e)),
-        };
-        Ok(subscriptions
-            .iter()
-            .find(|s| s.protocol() == Some("lambda") && s.endpoint() == Some(function_arn))
-            .and_then(|s| s.subscription_arn().map(str::to_owned)))
     }
 
     /// Deploys the desired code (and architecture), then records where an object came from.
@@ -415,79 +361,11 @@ impl LambdaFunction {
             Err(e) => Err(lambda_error("DeleteEventSourceMapping", name, e)),
         }
     }
-
-    async fn converge_topic_triggers(&self, name: &str, arn: &str, desired: &FunctionState) -> Result<(), CloudError> {
-        let permitted = self.permitted_topics(name).await?;
-        for topic in &desired.topic_triggers {
-            if !permitted.contains_key(topic) {
-                let out = self
-                    .client
-                    .add_permission()
-                    .function_name(name)
-                    .statement_id(statement_id(topic))
-                    .action("lambda:InvokeFunction")
-                    .principal("sns.amazonaws.com")
-                    .source_arn(topic)
-                    .send()
-                    .await;
-                match out {
-                    Ok(_) => {}
-                    // Added by an earlier attempt that failed later.
-                    Err(e) if error_code(&e) == Some("ResourceConflictException") => {}
-                    Err(e) => return Err(lambda_error("AddPermission", name, e)),
-                }
-            }
-            // Subscribing again returns the existing subscription.
-            let out = self
-                .sns
-                .subscribe()
-                .topic_arn(topic)
-                .protocol("lambda")
-                .endpoint(arn)
-                .send()
-                .await;
-            out.map_err(|e| classify("Subscribe", topic, e))?;
-        }
-        for (topic, sid) in permitted.iter().filter(|(t, _)| !desired.topic_triggers.contains(*t)) {
-            self.remove_topic(name, arn, topic, sid).await?;
-        }
-        Ok(())
-    }
-
-    async fn remove_topic(&self, name: &str, arn: &str, topic: &str, sid: &str) -> Result<(), CloudError> {
-        if let Some(subscription) = self.subscription(topic, arn).await? {
-            match self.sns.unsubscribe().subscription_arn(subscription).send().await {
-                Ok(_) => {}
-                Err(e) if error_code(&e) == Some("NotFound") => {}
-                Err(e) => return Err(classify("Unsubscribe", topic, e)),
-            }
-        }
-        match self
-            .client
-            .remove_permission()
-            .function_name(name)
-            .statement_id(sid)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(()),
-            Err(e) => Err(lambda_error("RemovePermission", name, e)),
-        }
-    }
 }
 
 /// Lambda requires a batching window of at least one second for SQS batches over 10.
 fn batching_window(batch: i32) -> Option<i32> {
     (batch > 10).then_some(1)
-}
-
-/// A permission statement ID per topic: Lambda allows 100 characters of `[A-Za-z0-9_-]`,
-/// so the topic ARN is hashed.
-fn statement_id(topic: &str) -> String {
-    let digest = sha2::Sha256::digest(topic.as_bytes());
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("{SNS_SID_PREFIX}{hex}")
 }
 
 /// Lambda answers 409 while a function is busy with a change, and 400 for a role IAM has
@@ -538,18 +416,12 @@ impl ExternalResource for LambdaFunction {
             self.code_identity(config.code_sha256().unwrap_or_default(), &all_tags)
                 .await?
         };
-        let (mappings, topics) = tokio::join!(self.queue_mappings(name), self.permitted_topics(name));
-        let queue_triggers = mappings?
+        let queue_triggers = self
+            .queue_mappings(name)
+            .await?
             .into_iter()
             .map(|(queue, (_, batch))| (queue, batch))
             .collect();
-        let mut topic_triggers = BTreeSet::new();
-        for topic in topics?.into_keys() {
-            // Both halves must be there: the permission and the subscription.
-            if self.subscription(&topic, &arn).await?.is_some() {
-                topic_triggers.insert(topic);
-            }
-        }
         let state = FunctionState {
             package_type,
             runtime: config.runtime().map(|r| r.as_str().to_owned()),
@@ -569,7 +441,6 @@ impl ExternalResource for LambdaFunction {
                 .map_or(crate::function::DEFAULT_ARCHITECTURE, Architecture::as_str)
                 .to_owned(),
             queue_triggers,
-            topic_triggers,
             tags: all_tags
                 .into_iter()
                 .filter(|(k, _)| !k.starts_with("cloudkit.dev/"))
@@ -661,28 +532,20 @@ impl ExternalResource for LambdaFunction {
         if touches(diffs, "queueTriggers") {
             self.converge_queue_triggers(name, desired, diffs).await?;
         }
-        if touches(diffs, "tags") || touches(diffs, "topicTriggers") {
+        if touches(diffs, "tags") {
             let arn = self.function_arn(name).await?;
-            if touches(diffs, "tags") {
-                self.converge_tags(name, &arn, desired, diffs).await?;
-            }
-            if touches(diffs, "topicTriggers") {
-                self.converge_topic_triggers(name, &arn, desired).await?;
-            }
+            self.converge_tags(name, &arn, desired, diffs).await?;
         }
         Ok(())
     }
 
     async fn delete(&self, name: &str) -> Result<(), CloudError> {
-        // Triggers first: a mapping or subscription left behind points at nothing.
-        let Some(arn) = self.find_arn(name).await? else {
+        // Triggers first: a mapping left behind points at nothing.
+        if self.find_arn(name).await?.is_none() {
             return Ok(());
-        };
+        }
         for (uuid, _) in self.queue_mappings(name).await?.into_values() {
             self.delete_mapping(name, &uuid).await?;
-        }
-        for (topic, sid) in self.permitted_topics(name).await? {
-            self.remove_topic(name, &arn, &topic, &sid).await?;
         }
         match self.client.delete_function().function_name(name).send().await {
             Ok(_) => Ok(()),
@@ -703,14 +566,6 @@ impl ExternalResource for LambdaFunction {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statement_ids_fit_lambdas_rules() {
-        let sid = statement_id("arn:aws:sns:us-east-1:123456789012:a-very-long-topic-name");
-        assert!(sid.len() <= 100);
-        assert!(sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        assert_ne!(sid, statement_id("arn:aws:sns:us-east-1:123456789012:other"));
-    }
 
     #[test]
     fn batches_over_ten_need_a_window() {
