@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cloudkit_crds::{Bucket, Function, Managed, Queue, Topic};
+use cloudkit_crds::{Bucket, Function, Managed, Queue, Table, Topic};
 use cloudkit_e2e::{Harness, ready_at_generation};
 use serde_json::{Value, json};
 
@@ -65,6 +65,14 @@ async fn calls_per_kind_to_ready_and_per_quiet_resync() {
             (8, 3.0),
         ),
         (
+            "Table",
+            measure::<Table>("calls-table", async |_| {
+                json!({"partitionKey": {"name": "id", "type": "String"}, "ttlAttribute": "exp", "tags": {"a": "b"}})
+            })
+            .await,
+            (13, 4.0),
+        ),
+        (
             "Function",
             measure::<Function>("calls-function", async |h| {
                 json!({
@@ -74,7 +82,7 @@ async fn calls_per_kind_to_ready_and_per_quiet_resync() {
                 })
             })
             .await,
-            (6, 3.0),
+            (6, 2.0),
         ),
     ];
     println!("\n| kind | calls apply→Ready | calls per quiet resync |\n|---|---|---|");
