@@ -140,9 +140,8 @@ fn check<K: ManagedKind>(
         .unwrap_or("?")
         .to_owned();
     // The path names the field, as the apiserver's schema check would.
-    let obj: K = serde_path_to_error::deserialize(doc).map_err(|e| {
-        vec![format!("{file}: {kind}/{name}: {}: {}", e.path(), e.inner())]
-    })?;
+    let obj: K = serde_path_to_error::deserialize(doc)
+        .map_err(|e| vec![format!("{file}: {kind}/{name}: {}: {}", e.path(), e.inner())])?;
     let namespace = obj.namespace().unwrap_or_default();
     let config = &obj.managed().provider_config_ref.name;
     let key = Key {
