@@ -162,6 +162,23 @@ async fn create_update_drift_and_delete() {
     })
     .await;
 
+    // An output that changes reaches the connection Secret: the same emulator under another
+    // host name gives the queue another URL.
+    if h.endpoint.contains("127.0.0.1") {
+        let renamed = h.endpoint.replace("127.0.0.1", "localhost");
+        h.provider_config("default", &renamed).await;
+        let q: Queue = h
+            .wait(&name, "the new URL in status", |q: &Queue| {
+                q.status
+                    .as_ref()
+                    .and_then(|s| s.url.as_deref())
+                    .is_some_and(|u| u.contains("localhost"))
+            })
+            .await;
+        let conn = secret_data(&h, "orders-conn").await.expect("connection Secret");
+        assert_eq!(conn.get("url"), q.status.as_ref().and_then(|s| s.url.as_ref()));
+    }
+
     h.delete::<Queue>(&name).await;
     h.wait_deleted::<Queue>(&name).await;
     assert_eq!(queue_url(&h, &name).await, None, "Delete policy removes the queue");
