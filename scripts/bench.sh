@@ -24,7 +24,8 @@ mkdir -p docs/bench
     echo "# Benchmark figures"
     echo
     echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB;"
-    echo "real kube-apiserver $(kubectl version -o json 2>/dev/null | grep -m1 gitVersion | tr -d ' ",' | cut -d: -f2), moto, debug build of the controller."
+    server=$(kubectl get --raw /version | python3 -c 'import json, sys; print(json.load(sys.stdin)["gitVersion"])')
+    echo "real kube-apiserver $server, moto, debug build of the controller, $CLOUDKIT_BENCH_DEPENDENTS dependents."
     echo
     grep -E '^\|' "$out" || true
     echo
