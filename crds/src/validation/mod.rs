@@ -109,6 +109,24 @@ pub(crate) fn in_range(
     }
 }
 
+/// SQS and SNS names: up to `max` letters, digits, `-` and `_`, ending in `.fifo` exactly
+/// when the resource is FIFO.
+pub(crate) fn fifo_name(name: &str, fifo: bool, max: usize, noun: &str) -> Option<String> {
+    let base = match (fifo, name.strip_suffix(".fifo")) {
+        (true, Some(base)) => base,
+        (true, None) => return Some(format!("FIFO {noun} names must end in '.fifo'")),
+        (false, Some(_)) => return Some(format!("only FIFO {noun}s may end in '.fifo': set spec.fifo: true")),
+        (false, None) => name,
+    };
+    if name.is_empty() || name.len() > max {
+        return Some(format!("must be 1 to {max} characters long, not {}", name.len()));
+    }
+    if base.is_empty() || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Some("use only letters, digits, '-' and '_'".into());
+    }
+    None
+}
+
 /// Where a cloud name came from, with a hint when it was `metadata.name`.
 pub(crate) fn name_error(name_field: &str, name: &str, what: &str, problem: &str) -> FieldError {
     let hint = if name_field == "metadata.name" {

@@ -1,6 +1,6 @@
 //! Queue checks: SQS naming, FIFO rules and attribute ranges.
 
-use super::{FieldError, in_range, name_error, tags};
+use super::{FieldError, fifo_name, in_range, name_error, tags};
 use crate::provider_config::Cloud;
 use crate::queue::QueueSpec;
 
@@ -73,21 +73,9 @@ pub fn queue(name: &str, name_field: &str, spec: &QueueSpec, cloud: Cloud) -> Ve
     errors
 }
 
-/// SQS queue names: 1 to 80 letters, digits, `-` and `_`, plus `.fifo` for FIFO queues.
+/// SQS queue names: 1 to 80 characters.
 fn sqs_name(name: &str, fifo: bool) -> Option<String> {
-    let base = match (fifo, name.strip_suffix(".fifo")) {
-        (true, Some(base)) => base,
-        (true, None) => return Some("FIFO queue names must end in '.fifo'".into()),
-        (false, Some(_)) => return Some("only FIFO queues may end in '.fifo': set spec.fifo: true".into()),
-        (false, None) => name,
-    };
-    if name.is_empty() || name.len() > 80 {
-        return Some(format!("must be 1 to 80 characters long, not {}", name.len()));
-    }
-    if base.is_empty() || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Some("use only letters, digits, '-' and '_'".into());
-    }
-    None
+    fifo_name(name, fifo, 80, "queue")
 }
 
 #[cfg(test)]

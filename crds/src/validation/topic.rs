@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{FieldError, name_error, tags};
+use super::{FieldError, fifo_name, name_error, tags};
 use crate::provider_config::Cloud;
 use crate::topic::{Subscription, SubscriptionProtocol, TopicSpec};
 
@@ -147,21 +147,9 @@ fn email_address(text: &str) -> bool {
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// SNS topic names: 1 to 256 letters, digits, `-` and `_`, with `.fifo` on FIFO topics.
+/// SNS topic names: 1 to 256 characters.
 fn sns_name(name: &str, fifo: bool) -> Option<String> {
-    let base = match (fifo, name.strip_suffix(".fifo")) {
-        (true, Some(base)) => base,
-        (true, None) => return Some("FIFO topic names must end in '.fifo'".into()),
-        (false, Some(_)) => return Some("only FIFO topics may end in '.fifo': set spec.fifo: true".into()),
-        (false, None) => name,
-    };
-    if name.is_empty() || name.len() > 256 {
-        return Some(format!("must be 1 to 256 characters long, not {}", name.len()));
-    }
-    if base.is_empty() || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Some("use only letters, digits, '-' and '_'".into());
-    }
-    None
+    fifo_name(name, fifo, 256, "topic")
 }
 
 #[cfg(test)]
