@@ -22,6 +22,13 @@ pub fn data(status: &ManagedStatus, region: &str) -> BTreeMap<String, ByteString
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k.to_owned(), ByteString(v.as_bytes().to_vec()))))
+    .chain(
+        status
+            .outputs
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))),
+    )
     .collect()
 }
 

@@ -90,6 +90,7 @@ pub fn next(
             status.arn = outputs.arn.clone();
             status.url = outputs.url.clone();
             status.id = outputs.id.clone();
+            status.outputs = Some(outputs.extra.clone()).filter(|m| !m.is_empty());
             if !drift.is_empty() {
                 status.drift = drift.clone();
             }
@@ -186,6 +187,7 @@ mod tests {
             arn: Some("arn:aws:s3:::b".into()),
             url: None,
             id: Some("b".into()),
+            ..Default::default()
         }
     }
 

@@ -164,6 +164,11 @@ pub struct ManagedStatus {
     /// Provider-side identifier (bucket name, queue URL, function name…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    // Optional rather than an empty map: kube-apiserver 1.20's server-side apply turns a
+    // removed map into null, which only a nullable field accepts.
+    /// Outputs only this kind has, e.g. a Table's `streamArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<BTreeMap<String, String>>,
     /// Drift found at the last observation and corrected by the controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<FieldDrift>,

@@ -67,6 +67,8 @@ pub struct Outputs {
     pub arn: Option<String>,
     pub url: Option<String>,
     pub id: Option<String>,
+    /// What only this kind has, by name (a table's `streamArn`).
+    pub extra: BTreeMap<String, String>,
 }
 
 /// The live state of a cloud resource, as `observe` found it.

@@ -54,6 +54,7 @@ impl S3Bucket {
             arn: Some(format!("arn:aws:s3:::{name}")),
             url: Some(url),
             id: Some(name.to_owned()),
+            ..Default::default()
         }
     }
 

@@ -463,6 +463,7 @@ impl ExternalResource for LambdaFunction {
             arn: Some(arn),
             url: None,
             id: Some(name.to_owned()),
+            ..Default::default()
         };
         Ok(Some(Observed {
             state,

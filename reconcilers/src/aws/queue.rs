@@ -114,6 +114,7 @@ impl ExternalResource for SqsQueue {
             arn: attrs.get(&Attr::QueueArn).cloned(),
             url: Some(url.clone()),
             id: Some(url),
+            ..Default::default()
         };
         Ok(Some(Observed::ready(state, outputs)))
     }

@@ -399,11 +399,17 @@ impl ExternalResource for DynamoTable {
             global_secondary_indexes,
             tags: tags?,
         };
-        let outputs = Outputs {
+        let mut outputs = Outputs {
             arn: Some(arn),
             url: None,
             id: Some(name.to_owned()),
+            ..Default::default()
         };
+        if stream_view_type != StreamViewType::Disabled
+            && let Some(stream) = table.latest_stream_arn()
+        {
+            outputs.extra.insert("streamArn".to_owned(), stream.to_owned());
+        }
         Ok(Some(Observed {
             state,
             outputs,

@@ -735,6 +735,7 @@ impl ExternalResource for SnsTopic {
             arn: Some(arn.clone()),
             url: None,
             id: Some(arn),
+            ..Default::default()
         };
         Ok(Some(Observed::ready(state, outputs)))
     }

@@ -153,6 +153,20 @@ async fn create_update_drift_and_delete() {
     assert_eq!(ttl(&h, &name).await, None);
     assert!(!pitr(&h, &name).await);
     assert_eq!(live.stream_specification().map(|s| s.stream_enabled()), Some(true));
+    // The stream's ARN is an output: in status and in the connection Secret.
+    let stream = t
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.as_ref()?.get("streamArn").cloned());
+    assert_eq!(stream.as_deref(), live.latest_stream_arn());
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(h.client.clone(), &h.ns);
+    let secret = secrets.get("orders-table").await.expect("connection Secret");
+    let data = secret.data.unwrap_or_default();
+    assert_eq!(
+        data.get("streamArn")
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned()),
+        stream
+    );
     assert_eq!(live.deletion_protection_enabled(), Some(true));
     assert_eq!(tags(&h, &arn).await, [("team".to_owned(), "billing".to_owned())]);
 
