@@ -55,6 +55,7 @@ pub struct Clients {
     http: SharedHttpClient,
     configs: Mutex<HashMap<String, (ProviderContext, SdkConfig)>>,
     calls: CountCalls,
+    pub(crate) sns_memory: std::sync::Arc<topic::SnsMemory>,
 }
 
 /// Reports each request attempt, by the service and operation the SDK names it.
@@ -95,6 +96,7 @@ impl Clients {
             http,
             configs: Mutex::new(HashMap::new()),
             calls: CountCalls(observer),
+            sns_memory: Default::default(),
         }
     }
 

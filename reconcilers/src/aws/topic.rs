@@ -2,7 +2,7 @@
 //! (a statement in the SQS queue's access policy, a Lambda resource-policy permission).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
@@ -17,30 +17,35 @@ use super::{Clients, classify, error_code};
 use crate::topic::{SubscriptionState, TopicState, canonical_json, subscription_key};
 use crate::{CloudError, ExternalResource, Observed, Outputs, ProviderContext};
 
-/// `arn:<partition>:sns:<region>:<account>:` per ProviderConfig.
-///
-/// SNS addresses a topic by ARN only, and the ARN holds the account ID, which a
-/// ProviderConfig does not name. Searching ListTopics on every observe costs one call per
-/// 100 topics in the region; CreateTopic would return the ARN but observe must not create,
-/// and STS GetCallerIdentity would need another SDK. So the prefix is learned once, from
-/// the first ARN any SNS answer shows for that ProviderConfig (all topics of one account and
-/// region share it), and a topic is then one GetTopicAttributes on the ARN built from its
-/// name. If the credentials came to name another account, that lookup says NotFound, and
-/// the CreateTopic that follows (idempotent by name) returns the right ARN and relearns it.
-static ARN_PREFIXES: Mutex<BTreeMap<String, (ProviderContext, String)>> = Mutex::new(BTreeMap::new());
+/// What SNS does not tell and the topic backend remembers between reconciles: one per
+/// process, kept with the AWS clients.
+#[derive(Default)]
+pub struct SnsMemory {
+    /// `arn:<partition>:sns:<region>:<account>:` per ProviderConfig.
+    ///
+    /// SNS addresses a topic by ARN only, and the ARN holds the account ID, which a
+    /// ProviderConfig does not name. Searching ListTopics on every observe costs one call per
+    /// 100 topics in the region; CreateTopic would return the ARN but observe must not create,
+    /// and STS GetCallerIdentity would need another SDK. So the prefix is learned once, from
+    /// the first ARN any SNS answer shows for that ProviderConfig (all topics of one account and
+    /// region share it), and a topic is then one GetTopicAttributes on the ARN built from its
+    /// name. If the credentials came to name another account, that lookup says NotFound, and
+    /// the CreateTopic that follows (idempotent by name) returns the right ARN and relearns it.
+    arn_prefixes: Mutex<BTreeMap<String, (ProviderContext, String)>>,
 
-/// Settings of subscriptions waiting for their recipient to confirm, by topic ARN and key.
-///
-/// SNS lists an unconfirmed (email, https) subscription without an ARN, so its settings
-/// cannot be read nor changed, and it cannot be unsubscribed. Subscribing again would only
-/// send another confirmation request each resync. So observe reports a pending subscription
-/// with the settings it was subscribed with (SNS applies them on confirmation; after that
-/// the real ones are read), and leaves out pending subscriptions this process did not ask
-/// for. After a restart a wanted one thus shows as missing once: update finds it pending in
-/// the listing and takes the manifest's settings for it, without subscribing (and mailing)
-/// again. Unwanted ones cannot be unsubscribed: SNS deletes them when they expire
-/// unconfirmed, and a confirmed one is unsubscribed at the next resync.
-static PENDING: Mutex<BTreeMap<(String, String), SubscriptionState>> = Mutex::new(BTreeMap::new());
+    /// Settings of subscriptions waiting for their recipient to confirm, by topic ARN and key.
+    ///
+    /// SNS lists an unconfirmed (email, https) subscription without an ARN, so its settings
+    /// cannot be read nor changed, and it cannot be unsubscribed. Subscribing again would only
+    /// send another confirmation request each resync. So observe reports a pending subscription
+    /// with the settings it was subscribed with (SNS applies them on confirmation; after that
+    /// the real ones are read), and leaves out pending subscriptions this process did not ask
+    /// for. After a restart a wanted one thus shows as missing once: update finds it pending in
+    /// the listing and takes the manifest's settings for it, without subscribing (and mailing)
+    /// again. Unwanted ones cannot be unsubscribed: SNS deletes them when they expire
+    /// unconfirmed, and a confirmed one is unsubscribed at the next resync.
+    pending: Mutex<BTreeMap<(String, String), SubscriptionState>>,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves only a cache behind; keep using it.
@@ -244,6 +249,7 @@ pub struct SnsTopic {
     sqs: aws_sdk_sqs::Client,
     lambda: aws_sdk_lambda::Client,
     ctx: ProviderContext,
+    memory: Arc<SnsMemory>,
 }
 
 impl SnsTopic {
@@ -254,11 +260,12 @@ impl SnsTopic {
             sqs: clients.sqs(&sdk),
             lambda: clients.lambda(&sdk),
             ctx: ctx.clone(),
+            memory: clients.sns_memory.clone(),
         }
     }
 
     fn cached_prefix(&self) -> Option<String> {
-        lock(&ARN_PREFIXES)
+        lock(&self.memory.arn_prefixes)
             .get(&self.ctx.key)
             .filter(|(seen, _)| *seen == self.ctx)
             .map(|(_, prefix)| prefix.clone())
@@ -266,12 +273,12 @@ impl SnsTopic {
 
     fn learn_prefix(&self, arn: &str) {
         if let Some((prefix, _)) = arn.rsplit_once(':') {
-            lock(&ARN_PREFIXES).insert(self.ctx.key.clone(), (self.ctx.clone(), format!("{prefix}:")));
+            lock(&self.memory.arn_prefixes).insert(self.ctx.key.clone(), (self.ctx.clone(), format!("{prefix}:")));
         }
     }
 
     /// The ARN the topic has if it exists: built from the learned prefix, or found by
-    /// paging ListTopics (see `ARN_PREFIXES`). `None` when no page shows it.
+    /// paging ListTopics (see `SnsMemory::arn_prefixes`). `None` when no page shows it.
     async fn arn(&self, name: &str) -> Result<Option<String>, CloudError> {
         if let Some(prefix) = self.cached_prefix() {
             return Ok(Some(format!("{prefix}{name}")));
@@ -597,7 +604,7 @@ impl SnsTopic {
         }
         let out = request.send().await.map_err(|e| classify("Subscribe", name, e))?;
         if !out.subscription_arn().is_some_and(|a| a.starts_with("arn:")) {
-            lock(&PENDING).insert((topic_arn.to_owned(), key.to_owned()), want.clone());
+            lock(&self.memory.pending).insert((topic_arn.to_owned(), key.to_owned()), want.clone());
         }
         Ok(())
     }
@@ -636,7 +643,7 @@ impl SnsTopic {
                 }
                 // Asked for already; a new Subscribe would only mail another confirmation.
                 Some(Live { arn: None, .. }) => {
-                    lock(&PENDING).insert(pending_key(key), want.clone());
+                    lock(&self.memory.pending).insert(pending_key(key), want.clone());
                     continue;
                 }
                 Some(Live { arn: Some(arn), .. }) => arn,
@@ -660,7 +667,7 @@ impl SnsTopic {
             .filter_map(|d| d.path.strip_prefix("subscriptions."))
             .filter(|key| !desired.subscriptions.contains_key(*key));
         for key in unwanted {
-            lock(&PENDING).remove(&pending_key(key));
+            lock(&self.memory.pending).remove(&pending_key(key));
             let Some(found) = live.get(key) else {
                 continue;
             };
@@ -715,10 +722,10 @@ impl ExternalResource for SnsTopic {
             let state = match &live.arn {
                 Some(sub_arn) => {
                     // Confirmed: its own settings are readable from now on.
-                    lock(&PENDING).remove(&(arn.clone(), key.clone()));
+                    lock(&self.memory.pending).remove(&(arn.clone(), key.clone()));
                     self.observe_subscription(&arn, name, &live, sub_arn).await?
                 }
-                None => lock(&PENDING).get(&(arn.clone(), key.clone())).cloned(),
+                None => lock(&self.memory.pending).get(&(arn.clone(), key.clone())).cloned(),
             };
             if let Some(state) = state {
                 subscriptions.insert(key, state);
@@ -817,7 +824,7 @@ impl ExternalResource for SnsTopic {
         // SNS deletes the subscriptions with the topic; the grants on the targets are ours to take back.
         // The ARN may be built from the learned prefix: the listing is what says it is gone.
         let Some(live) = self.subscriptions(&arn, name).await? else {
-            lock(&PENDING).retain(|(topic, _), _| *topic != arn);
+            lock(&self.memory.pending).retain(|(topic, _), _| *topic != arn);
             return Ok(());
         };
         for found in live.values().filter(|l| l.arn.is_some()) {
@@ -828,7 +835,7 @@ impl ExternalResource for SnsTopic {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(classify("DeleteTopic", name, e)),
         }
-        lock(&PENDING).retain(|(topic, _), _| *topic != arn);
+        lock(&self.memory.pending).retain(|(topic, _), _| *topic != arn);
         Ok(())
     }
 
