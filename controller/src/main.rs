@@ -64,9 +64,16 @@ enum Command {
     /// wrong, with each problem named by file, object and field.
     Plan(ManifestArgs),
     /// Print the dependency graph of manifests: `text`, Graphviz `dot` or `mermaid`.
+    ///
+    /// With `-f`, of manifests offline; without, of a namespace of the cluster KUBECONFIG
+    /// names, each object marked Ready or not.
     Graph {
-        #[command(flatten)]
-        manifests: ManifestArgs,
+        /// Manifest files or directories; omit to read the cluster.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<std::path::PathBuf>,
+        /// Namespace to read from the cluster, or of manifest objects that name none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
         #[arg(long, value_enum, default_value_t = plan::GraphFormat::Text)]
         format: plan::GraphFormat,
     },
@@ -100,6 +107,17 @@ impl From<CloudArg> for cloudkit_crds::Cloud {
             CloudArg::Gcp => Self::Gcp,
         }
     }
+}
+
+/// The objects `cloudkit graph` draws: from manifests, or from the cluster.
+async fn graph_objects(files: Vec<std::path::PathBuf>, namespace: &str) -> Result<plan::Loaded, String> {
+    if !files.is_empty() {
+        return plan::load(&files, namespace, None);
+    }
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (set KUBECONFIG, or pass -f FILE): {e}"))?;
+    plan::load_live(&client, namespace).await
 }
 
 impl ManifestArgs {
@@ -154,7 +172,11 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Graph { manifests, format } => match manifests.load() {
+        Command::Graph {
+            files,
+            namespace,
+            format,
+        } => match graph_objects(files, &namespace).await {
             Ok(loaded) => {
                 print!("{}", plan::graph(&loaded, format));
                 ExitCode::SUCCESS

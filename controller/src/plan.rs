@@ -23,10 +23,51 @@ struct Object {
     refs: Vec<Reference>,
 }
 
-/// What the manifests hold, and every problem found in them.
+/// What the manifests (or a namespace of the cluster) hold, and every problem found in them.
 pub struct Loaded {
     objects: Vec<Object>,
     problems: Vec<String>,
+    /// Whether each object is Ready, when read from a cluster.
+    ready: BTreeMap<Key, bool>,
+}
+
+/// The CloudKit objects of one namespace of the cluster, with whether each is Ready.
+pub async fn load_live(client: &kube::Client, namespace: &str) -> Result<Loaded, String> {
+    let mut loaded = Loaded {
+        objects: Vec::new(),
+        problems: Vec::new(),
+        ready: BTreeMap::new(),
+    };
+    live::<Bucket>(client, namespace, &mut loaded).await?;
+    live::<Table>(client, namespace, &mut loaded).await?;
+    live::<Queue>(client, namespace, &mut loaded).await?;
+    live::<Topic>(client, namespace, &mut loaded).await?;
+    live::<Function>(client, namespace, &mut loaded).await?;
+    Ok(loaded)
+}
+
+async fn live<K: ManagedKind>(client: &kube::Client, namespace: &str, loaded: &mut Loaded) -> Result<(), String> {
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| format!("listing {}s in namespace '{namespace}': {e}", K::KIND))?;
+    for obj in list.items {
+        let key = Key {
+            kind: K::KIND,
+            namespace: namespace.to_owned(),
+            name: obj.name_any(),
+        };
+        let ready =
+            crate::status::condition(obj.managed_status(), crate::status::READY).is_some_and(|c| c.status == "True");
+        loaded.ready.insert(key.clone(), ready);
+        loaded.objects.push(Object {
+            key,
+            file: format!("namespace {namespace}"),
+            refs: obj.references(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads every `.yaml`/`.yml` file named or below a named directory, in name order.
@@ -67,6 +108,7 @@ pub fn load(paths: &[PathBuf], namespace: &str, provider: Option<Cloud>) -> Resu
     let mut loaded = Loaded {
         objects: Vec::new(),
         problems: Vec::new(),
+        ready: BTreeMap::new(),
     };
     // ProviderConfigs first: every object's checks depend on its cloud.
     let mut clouds: BTreeMap<(String, String), Cloud> = BTreeMap::new();
@@ -95,12 +137,11 @@ pub fn load(paths: &[PathBuf], namespace: &str, provider: Option<Cloud>) -> Resu
             "Topic" => check::<Topic>(file, doc, &clouds, provider),
             "Function" => check::<Function>(file, doc, &clouds, provider),
             "ProviderConfig" => continue,
-            other => Err(vec![format!("{file}: {other}: not a CloudKit kind")]),
+            other => (None, vec![format!("{file}: {other}: not a CloudKit kind")]),
         };
-        match checked {
-            Ok(object) => loaded.objects.push(object),
-            Err(problems) => loaded.problems.extend(problems),
-        }
+        let (object, problems) = checked;
+        loaded.objects.extend(object);
+        loaded.problems.extend(problems);
     }
     Ok(loaded)
 }
@@ -124,15 +165,15 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// The typed object with its spec checks run, or every problem found with it. Problems
-/// and objects whose spec is invalid still go into the graph (with their references), so
-/// one run reports everything.
+/// The object (unless it does not parse) and every problem found with it. An object whose
+/// spec is invalid still goes into the graph with its references, so one run reports
+/// everything.
 fn check<K: ManagedKind>(
     file: &str,
     doc: Value,
     clouds: &BTreeMap<(String, String), Cloud>,
     provider: Option<Cloud>,
-) -> Result<Object, Vec<String>> {
+) -> (Option<Object>, Vec<String>) {
     let kind = K::KIND;
     let name = doc
         .pointer("/metadata/name")
@@ -140,8 +181,15 @@ fn check<K: ManagedKind>(
         .unwrap_or("?")
         .to_owned();
     // The path names the field, as the apiserver's schema check would.
-    let obj: K = serde_path_to_error::deserialize(doc)
-        .map_err(|e| vec![format!("{file}: {kind}/{name}: {}: {}", e.path(), e.inner())])?;
+    let obj: K = match serde_path_to_error::deserialize(doc) {
+        Ok(obj) => obj,
+        Err(e) => {
+            return (
+                None,
+                vec![format!("{file}: {kind}/{name}: {}: {}", e.path(), e.inner())],
+            );
+        }
+    };
     let namespace = obj.namespace().unwrap_or_default();
     let config = &obj.managed().provider_config_ref.name;
     let key = Key {
@@ -157,21 +205,19 @@ fn check<K: ManagedKind>(
     let cloud = match (clouds.get(&(namespace.clone(), config.clone())).copied(), provider) {
         (Some(cloud), _) | (None, Some(cloud)) => cloud,
         (None, None) => {
-            return Err(vec![format!(
+            let problem = format!(
                 "{file}: {kind}/{name}: ProviderConfig '{config}' (namespace '{namespace}') is not among the files: \
                  add it, or pass --provider aws|azure|gcp"
-            )]);
+            );
+            return (Some(object), vec![problem]);
         }
     };
     let errors: Vec<FieldError> = obj.spec_errors(cloud);
-    if errors.is_empty() {
-        Ok(object)
-    } else {
-        Err(errors
-            .into_iter()
-            .map(|e| format!("{file}: {kind}/{name}: {}: {}", e.field, e.message))
-            .collect())
-    }
+    let problems = errors
+        .into_iter()
+        .map(|e| format!("{file}: {kind}/{name}: {}: {}", e.field, e.message))
+        .collect();
+    (Some(object), problems)
 }
 
 /// The plan as text, and whether it is free of problems.
@@ -235,9 +281,15 @@ pub enum GraphFormat {
     Mermaid,
 }
 
-/// The graph of the manifests: each object and what it waits for.
+/// The graph of the manifests: each object and what it waits for; objects read from a
+/// cluster are marked Ready or not.
 pub fn graph(loaded: &Loaded, format: GraphFormat) -> String {
     let (graph, _) = graph_with_problems(loaded);
+    let mark = |k: &Key| match loaded.ready.get(k) {
+        Some(true) => " [Ready]",
+        Some(false) => " [not Ready]",
+        None => "",
+    };
     let id = |k: &Key| {
         format!(
             "{}_{}",
@@ -255,13 +307,18 @@ pub fn graph(loaded: &Loaded, format: GraphFormat) -> String {
                 } else {
                     format!(" → waits for {}", deps.join(", "))
                 };
-                let _ = writeln!(out, "{key}{waits}");
+                let _ = writeln!(out, "{key}{}{waits}", mark(key));
             }
         }
         GraphFormat::Dot => {
             out.push_str("digraph cloudkit {\n  rankdir=LR;\n");
             for key in graph.keys() {
-                let _ = writeln!(out, "  {} [label=\"{key}\"];", id(key));
+                let color = match loaded.ready.get(key) {
+                    Some(true) => ", color=green",
+                    Some(false) => ", color=red",
+                    None => "",
+                };
+                let _ = writeln!(out, "  {} [label=\"{key}{}\"{color}];", id(key), mark(key));
                 for dep in graph.dependencies(key) {
                     let _ = writeln!(out, "  {} -> {};", id(&dep), id(key));
                 }
@@ -271,7 +328,7 @@ pub fn graph(loaded: &Loaded, format: GraphFormat) -> String {
         GraphFormat::Mermaid => {
             out.push_str("graph LR\n");
             for key in graph.keys() {
-                let _ = writeln!(out, "  {}[\"{key}\"]", id(key));
+                let _ = writeln!(out, "  {}[\"{key}{}\"]", id(key), mark(key));
                 for dep in graph.dependencies(key) {
                     let _ = writeln!(out, "  {} --> {}", id(&dep), id(key));
                 }

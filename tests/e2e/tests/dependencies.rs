@@ -105,3 +105,27 @@ async fn deleting_a_whole_stack_leaves_nothing() {
         assert!(!exists(&h, n).await, "{n} left in the cloud");
     }
 }
+
+#[tokio::test]
+async fn cloudkit_graph_draws_a_namespace_with_ready_marks() {
+    let h = Harness::new("dep-graph").await;
+    let (work, dead) = (h.bucket_name("work"), h.bucket_name("dead"));
+    h.apply::<Queue>(&work, dlq(&dead)).await;
+    h.apply::<Queue>(&dead, json!({})).await;
+    h.wait(&work, "Ready", ready_at_generation::<Queue>).await;
+    let graph = |format: &str| {
+        let out = std::process::Command::new(std::env::var("CLOUDKIT_BIN").expect("CLOUDKIT_BIN"))
+            .args(["graph", "--namespace", &h.ns, "--format", format])
+            .output()
+            .expect("cloudkit graph runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = graph("text");
+    assert!(
+        text.contains(&format!("Queue/{work} [Ready] → waits for Queue/{dead}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Queue/{dead} [Ready]")), "{text}");
+    assert!(graph("dot").contains("color=green"));
+}
