@@ -2,8 +2,10 @@
 //! `cloudkit`: the CloudKit controller and its tools.
 
 mod backoff;
+mod change_set;
 mod connection_secret;
 mod dag;
+mod decide;
 mod error;
 mod kinds;
 mod metrics;
@@ -62,6 +64,10 @@ enum Command {
     /// that each reference names an object among them, finds cycles, and prints the
     /// creation order in waves (deletion goes in reverse). Exit code 1 when anything is
     /// wrong, with each problem named by file, object and field.
+    ///
+    /// With `--live`, reads the cluster KUBECONFIG names and the clouds (never writing to
+    /// either) and prints the change set: what would be created, updated field by field,
+    /// left alone, kept waiting, refused, or pruned.
     Plan(ManifestArgs),
     /// Print the dependency graph of manifests: `text`, Graphviz `dot` or `mermaid`.
     ///
@@ -88,8 +94,11 @@ struct ManifestArgs {
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
     /// Cloud for objects whose ProviderConfig is not among the files.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "live")]
     provider: Option<CloudArg>,
+    /// Compare with the cluster and the clouds: print the change set.
+    #[arg(long)]
+    live: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,7 +121,7 @@ impl From<CloudArg> for cloudkit_crds::Cloud {
 /// The objects `cloudkit graph` draws: from manifests, or from the cluster.
 async fn graph_objects(files: Vec<std::path::PathBuf>, namespace: &str) -> Result<plan::Loaded, String> {
     if !files.is_empty() {
-        return plan::load(&files, namespace, None);
+        return plan::load(&files, namespace, None, &[]);
     }
     let client = Client::try_default()
         .await
@@ -121,8 +130,21 @@ async fn graph_objects(files: Vec<std::path::PathBuf>, namespace: &str) -> Resul
 }
 
 impl ManifestArgs {
-    fn load(&self) -> Result<plan::Loaded, String> {
-        plan::load(&self.files, &self.namespace, self.provider.map(Into::into))
+    /// The plan's text and whether it is clean.
+    async fn plan(&self) -> Result<(String, bool), String> {
+        if !self.live {
+            let loaded = plan::load(&self.files, &self.namespace, self.provider.map(Into::into), &[])?;
+            return Ok(plan::plan(&loaded));
+        }
+        let client = Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach Kubernetes (set KUBECONFIG, or drop --live): {e}"))?;
+        let configs = kube::Api::<ProviderConfig>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .map_err(|e| format!("listing ProviderConfigs: {e}"))?;
+        let loaded = plan::load(&self.files, &self.namespace, None, &configs.items)?;
+        change_set::change_set(&client, &loaded).await
     }
 }
 
@@ -161,9 +183,8 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Plan(args) => match args.load() {
-            Ok(loaded) => {
-                let (text, ok) = plan::plan(&loaded);
+        Command::Plan(args) => match args.plan().await {
+            Ok((text, ok)) => {
                 print!("{text}");
                 if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
             }

@@ -17,18 +17,22 @@ use crate::dag::{Graph, Key};
 use crate::kinds::ManagedKind;
 
 /// One manifest that made it through parsing.
-struct Object {
-    key: Key,
-    file: String,
+pub struct Object {
+    pub key: Key,
+    pub file: String,
     refs: Vec<Reference>,
+    /// The manifest, with its namespace filled in; `None` when read from a cluster.
+    pub doc: Option<Value>,
 }
 
 /// What the manifests (or a namespace of the cluster) hold, and every problem found in them.
 pub struct Loaded {
-    objects: Vec<Object>,
+    pub objects: Vec<Object>,
     problems: Vec<String>,
     /// Whether each object is Ready, when read from a cluster.
     ready: BTreeMap<Key, bool>,
+    /// The ProviderConfigs among the files.
+    pub configs: Vec<ProviderConfig>,
 }
 
 /// The CloudKit objects of one namespace of the cluster, with whether each is Ready.
@@ -37,6 +41,7 @@ pub async fn load_live(client: &kube::Client, namespace: &str) -> Result<Loaded,
         objects: Vec::new(),
         problems: Vec::new(),
         ready: BTreeMap::new(),
+        configs: Vec::new(),
     };
     live::<Bucket>(client, namespace, &mut loaded).await?;
     live::<Table>(client, namespace, &mut loaded).await?;
@@ -65,6 +70,7 @@ async fn live<K: ManagedKind>(client: &kube::Client, namespace: &str, loaded: &m
             key,
             file: format!("namespace {namespace}"),
             refs: obj.references(),
+            doc: None,
         });
     }
     Ok(())
@@ -94,9 +100,14 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// Parses the manifests and runs the spec checks. `provider` stands in for ProviderConfigs
-/// that are not among the files.
-pub fn load(paths: &[PathBuf], namespace: &str, provider: Option<Cloud>) -> Result<Loaded, String> {
+/// Parses the manifests and runs the spec checks. ProviderConfigs not among the files are
+/// looked for in `cluster`, else `provider` stands in for them.
+pub fn load(
+    paths: &[PathBuf],
+    namespace: &str,
+    provider: Option<Cloud>,
+    cluster: &[ProviderConfig],
+) -> Result<Loaded, String> {
     let mut docs: Vec<(String, Value)> = Vec::new();
     for file in files(paths)? {
         let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -109,9 +120,13 @@ pub fn load(paths: &[PathBuf], namespace: &str, provider: Option<Cloud>) -> Resu
         objects: Vec::new(),
         problems: Vec::new(),
         ready: BTreeMap::new(),
+        configs: Vec::new(),
     };
     // ProviderConfigs first: every object's checks depend on its cloud.
-    let mut clouds: BTreeMap<(String, String), Cloud> = BTreeMap::new();
+    let mut clouds: BTreeMap<(String, String), Cloud> = cluster
+        .iter()
+        .map(|pc| ((pc.namespace().unwrap_or_default(), pc.name_any()), pc.spec.provider))
+        .collect();
     for (file, doc) in docs.iter().filter(|(_, d)| is_cloudkit(d, "ProviderConfig")) {
         match serde_json::from_value::<ProviderConfig>(with_namespace(doc, namespace)) {
             Ok(pc) => {
@@ -120,6 +135,7 @@ pub fn load(paths: &[PathBuf], namespace: &str, provider: Option<Cloud>) -> Resu
                     loaded.problems.push(format!("{file}: ProviderConfig/{name}: {e}"));
                 }
                 clouds.insert((pc.namespace().unwrap_or_default(), name), pc.spec.provider);
+                loaded.configs.push(pc);
             }
             Err(e) => loaded.problems.push(format!("{file}: ProviderConfig: {e}")),
         }
@@ -181,7 +197,7 @@ fn check<K: ManagedKind>(
         .unwrap_or("?")
         .to_owned();
     // The path names the field, as the apiserver's schema check would.
-    let obj: K = match serde_path_to_error::deserialize(doc) {
+    let obj: K = match serde_path_to_error::deserialize(doc.clone()) {
         Ok(obj) => obj,
         Err(e) => {
             return (
@@ -201,6 +217,7 @@ fn check<K: ManagedKind>(
         file: file.to_owned(),
         refs: obj.references(),
         key,
+        doc: Some(doc),
     };
     let cloud = match (clouds.get(&(namespace.clone(), config.clone())).copied(), provider) {
         (Some(cloud), _) | (None, Some(cloud)) => cloud,
@@ -255,7 +272,7 @@ pub fn plan(loaded: &Loaded) -> (String, bool) {
 
 /// The graph of every object that parsed, with problems: the spec checks', references to
 /// objects not among the files, and cycles.
-fn graph_with_problems(loaded: &Loaded) -> (Graph, Vec<String>) {
+pub fn graph_with_problems(loaded: &Loaded) -> (Graph, Vec<String>) {
     let (graph, dangling) = Graph::build(loaded.objects.iter().map(|o| (o.key.clone(), o.refs.clone())));
     let mut problems = loaded.problems.clone();
     let file_of: BTreeMap<&Key, &str> = loaded.objects.iter().map(|o| (&o.key, o.file.as_str())).collect();
@@ -350,7 +367,7 @@ mod tests {
     /// `CLOUDKIT_BLESS=1` to rewrite the golden files after a deliberate change.
     fn golden(case: &str) -> bool {
         let dir = root().join("tests/plan").join(case);
-        let loaded = load(&[dir], "default", None).expect("readable");
+        let loaded = load(&[dir], "default", None, &[]).expect("readable");
         let (text, ok) = plan(&loaded);
         // Paths relative to the repository, so the golden files do not depend on the checkout.
         let text = text.replace(&format!("{}/", root().display()), "");
@@ -378,14 +395,14 @@ mod tests {
 
     #[test]
     fn the_samples_plan_cleanly() {
-        let loaded = load(&[root().join("samples")], "default", None).expect("readable");
+        let loaded = load(&[root().join("samples")], "default", None, &[]).expect("readable");
         let (text, ok) = plan(&loaded);
         assert!(ok, "{text}");
     }
 
     #[test]
     fn graph_formats() {
-        let loaded = load(&[root().join("tests/plan/good")], "default", None).expect("readable");
+        let loaded = load(&[root().join("tests/plan/good")], "default", None, &[]).expect("readable");
         let dot = graph(&loaded, GraphFormat::Dot);
         assert!(dot.starts_with("digraph cloudkit {"), "{dot}");
         assert!(dot.contains(" -> "), "{dot}");

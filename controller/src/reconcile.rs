@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
-use cloudkit_crds::validation::{FieldError, SpecErrors};
 use cloudkit_crds::{DeletionPolicy, ManagedStatus};
-use cloudkit_drift::{FieldDiff, touches};
+use cloudkit_drift::FieldDiff;
 use cloudkit_reconcilers::{Clouds, Outputs};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -19,6 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::decide::{self, Decision};
 use crate::error::{Error, Failure};
 use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
@@ -38,9 +38,6 @@ pub struct Context {
     pub backoff: Backoff,
     pub stores: Stores,
 }
-
-/// How soon a resource the cloud is still provisioning is looked at again.
-const PROVISIONING_RECHECK: Duration = Duration::from_secs(3);
 
 /// What a successful sync did.
 struct Synced {
@@ -143,113 +140,65 @@ async fn sync<K: ManagedKind>(
     let provider = provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
     let cloud = provider.ctx.cloud;
 
-    let name_field = obj.name_field();
-    let refs = obj.references();
-    let mut errors = obj.spec_errors(cloud);
     let recorded = current.as_ref().and_then(|s| s.external_name.clone());
-    if let Some(recorded) = recorded.as_deref().filter(|r| *r != name) {
-        errors.push(FieldError {
-            field: name_field.to_owned(),
-            message: format!(
-                "the cloud resource is '{recorded}' and cannot be renamed to '{name}': restore the name, \
-                 or create a new object for the new resource"
-            ),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(Failure::stalled("InvalidSpec", SpecErrors(errors).to_string()));
-    }
-    if !refs.is_empty()
-        && let Some(cycle) = ctx.stores.cycle(K::KIND, &namespace, &obj.name_any())
-    {
-        // Each member would wait for the next forever; a human must break the loop.
-        return Err(Failure::stalled(
-            "DependencyCycle",
-            format!("references form a cycle, {cycle}: remove one of them"),
-        ));
-    }
-
+    decide::check(obj, cloud, name, recorded.as_deref(), &ctx.stores)?;
     // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
-    let deps = references::resolve(&ctx.stores, &namespace, &refs)?;
-    let desired = obj
-        .desired(&deps)
-        .map_err(|m| Failure::waiting("DependencyNotReady", m, references::DEPENDENCY_RECHECK))?;
+    let desired = decide::desired(obj, &ctx.stores)?;
+    let adopt = managed.external_name.is_some();
     let mut created = false;
-    let observed = match backend.observe(name).await? {
-        // Taking over a resource is only done when asked: a name that merely matches
-        // `metadata.name` may belong to someone else (another namespace, another tool).
-        Some(_) if recorded.is_none() && managed.external_name.is_none() => {
-            return Err(Failure::stalled(
-                "AlreadyExists",
-                format!(
-                    "'{name}' already exists and is not managed by this object: set spec.externalName: {name} \
-                     to adopt it, or choose another name"
-                ),
-            ));
+    let mut observed = backend.observe(name).await?;
+    let mut decision = decide::decide(
+        observed.as_ref(),
+        &desired,
+        name,
+        recorded.is_some(),
+        adopt,
+        backend.immutable(),
+    )?;
+    if decision == Decision::Create {
+        if recorded.is_none() {
+            let creating = status::next(
+                current.as_ref(),
+                obj.meta().generation,
+                name,
+                &Outcome::Creating,
+                &now(),
+            );
+            write_status(api, obj, current, creating)
+                .await
+                .map_err(|e| Failure::Retrying {
+                    reason: "KubernetesError".into(),
+                    message: format!("recording the external name before creating: {e}"),
+                    after: None,
+                })?;
         }
-        Some(observed) => observed,
-        None => {
-            if recorded.is_none() {
-                let creating = status::next(
-                    current.as_ref(),
-                    obj.meta().generation,
-                    name,
-                    &Outcome::Creating,
-                    &now(),
-                );
-                write_status(api, obj, current, creating)
-                    .await
-                    .map_err(|e| Failure::Retrying {
-                        reason: "KubernetesError".into(),
-                        message: format!("recording the external name before creating: {e}"),
-                        after: None,
-                    })?;
+        if let Err(e) = backend.create(name, &desired).await {
+            // A refused create made nothing: forget the name, so that the user may pick
+            // another and a delete does not touch a resource that is not ours.
+            if !e.is_retryable()
+                && let Some(s) = current.as_mut()
+            {
+                s.external_name = None;
             }
-            if let Err(e) = backend.create(name, &desired).await {
-                // A refused create made nothing: forget the name, so that the user may pick
-                // another and a delete does not touch a resource that is not ours.
-                if !e.is_retryable()
-                    && let Some(s) = current.as_mut()
-                {
-                    s.external_name = None;
-                }
-                return Err(e.into());
-            }
-            created = true;
-            info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
-            publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
-            backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
-                reason: "ProviderError".into(),
-                message: format!("'{name}' was created but is not visible yet"),
-                after: Some(Duration::from_secs(2)),
-            })?
+            return Err(e.into());
         }
-    };
-    if let Some(pending) = &observed.pending {
-        return Err(provisioning(name, pending));
+        created = true;
+        info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
+        publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
+        observed = Some(backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
+            reason: "ProviderError".into(),
+            message: format!("'{name}' was created but is not visible yet"),
+            after: Some(Duration::from_secs(2)),
+        })?);
+        decision = decide::decide(observed.as_ref(), &desired, name, true, adopt, backend.immutable())?;
     }
-
-    let diffs = cloudkit_drift::diff(&desired, &observed.state)
-        .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))?;
-    let fixed: Vec<&FieldDiff> = diffs
-        .iter()
-        .filter(|d| backend.immutable().iter().any(|f| touches(std::slice::from_ref(*d), f)))
-        .collect();
-    if !fixed.is_empty() {
+    let (Decision::Converge { diffs, adopting }, Some(observed)) = (decision, observed) else {
         return Err(Failure::stalled(
-            "ImmutableFieldChanged",
-            format!(
-                "{} cannot change once '{name}' exists: restore the old value, or create a new object (with a \
-                 new name) for a new resource; nothing was changed",
-                fixed
-                    .iter()
-                    .map(|d| format!("spec.{} (is {}, manifest asks {})", d.path, d.observed, d.desired))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            "InternalError",
+            format!("'{name}' was neither found nor created"),
         ));
-    }
+    };
     let mut outputs = observed.outputs;
     if !diffs.is_empty() {
         backend.update(name, &desired, &diffs).await?;
@@ -260,14 +209,16 @@ async fn sync<K: ManagedKind>(
                 after: None,
             })?;
             if let Some(pending) = &after.pending {
-                return Err(provisioning(name, pending));
+                return Err(decide::provisioning(name, pending));
             }
             // Clouds that take one change at a time converge over several rounds.
-            let left = cloudkit_drift::diff(&desired, &after.state)
-                .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))?;
+            let left = decide::diff(&desired, &after.state)?;
             if !left.is_empty() {
                 let fields: Vec<&str> = left.iter().map(|d| d.path.as_str()).collect();
-                return Err(provisioning(name, &format!("still to apply: {}", fields.join(", "))));
+                return Err(decide::provisioning(
+                    name,
+                    &format!("still to apply: {}", fields.join(", ")),
+                ));
             }
             outputs = after.outputs;
         }
@@ -282,7 +233,7 @@ async fn sync<K: ManagedKind>(
     } else {
         Vec::new()
     };
-    let adopted = !created && recorded.is_none();
+    let adopted = adopting && !created;
 
     let mut top_level: Vec<&str> = diffs
         .iter()
@@ -320,15 +271,6 @@ async fn sync<K: ManagedKind>(
         resync: provider.resync,
         region: provider.ctx.region,
     })
-}
-
-/// The cloud is still working on the resource: look again shortly, no backoff.
-fn provisioning(name: &str, pending: &str) -> Failure {
-    Failure::waiting(
-        "Provisioning",
-        format!("'{name}' is not ready for use yet: {pending}"),
-        PROVISIONING_RECHECK,
-    )
 }
 
 /// Writes the outputs into the Secret the spec names, if it names one.

@@ -1,0 +1,188 @@
+//! The judging half of the one loop: check a spec before any cloud call, work out the
+//! desired state from the references, and decide from what `observe` found whether to
+//! create, converge some fields, wait or stall. The controller acts on these decisions;
+//! `cloudkit plan --live` prints them. Keeping both on this code is what makes the plan true.
+
+use std::time::Duration;
+
+use cloudkit_crds::Cloud;
+use cloudkit_crds::validation::{FieldError, SpecErrors};
+use cloudkit_drift::{FieldDiff, touches};
+use cloudkit_reconcilers::Observed;
+use kube::ResourceExt;
+use serde::Serialize;
+
+use crate::error::Failure;
+use crate::kinds::ManagedKind;
+use crate::references::{self, Stores};
+
+/// How soon a resource the cloud is still provisioning is looked at again.
+const PROVISIONING_RECHECK: Duration = Duration::from_secs(3);
+
+/// Everything that can be wrong before any cloud call: the spec on its cloud, a rename of
+/// the resource already recorded as this object's (`recorded`), a cycle of references.
+pub fn check<K: ManagedKind>(
+    obj: &K,
+    cloud: Cloud,
+    name: &str,
+    recorded: Option<&str>,
+    stores: &Stores,
+) -> Result<(), Failure> {
+    let mut errors = obj.spec_errors(cloud);
+    if let Some(recorded) = recorded.filter(|r| *r != name) {
+        errors.push(FieldError {
+            field: obj.name_field().to_owned(),
+            message: format!(
+                "the cloud resource is '{recorded}' and cannot be renamed to '{name}': restore the name, \
+                 or create a new object for the new resource"
+            ),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(Failure::stalled("InvalidSpec", SpecErrors(errors).to_string()));
+    }
+    if !obj.references().is_empty()
+        && let Some(cycle) = stores.cycle(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any())
+    {
+        // Each member would wait for the next forever; a human must break the loop.
+        return Err(Failure::stalled(
+            "DependencyCycle",
+            format!("references form a cycle, {cycle}: remove one of them"),
+        ));
+    }
+    Ok(())
+}
+
+/// The state the manifest asks for, once everything it references is Ready.
+pub fn desired<K: ManagedKind>(obj: &K, stores: &Stores) -> Result<K::State, Failure> {
+    let deps = references::resolve(stores, &obj.namespace().unwrap_or_default(), &obj.references())?;
+    obj.desired(&deps)
+        .map_err(|m| Failure::waiting("DependencyNotReady", m, references::DEPENDENCY_RECHECK))
+}
+
+/// What to do with the cloud resource.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    /// Nothing by that name exists.
+    Create,
+    /// It exists and is usable; these fields differ from the manifest (none: in sync).
+    /// `adopting` when it becomes this object's now, as `spec.externalName` asked.
+    Converge { diffs: Vec<FieldDiff>, adopting: bool },
+}
+
+/// Decides from the observed resource. `ours` says the name is already recorded as this
+/// object's; `adopt` that the manifest names the resource explicitly.
+pub fn decide<S: Serialize>(
+    observed: Option<&Observed<S>>,
+    desired: &S,
+    name: &str,
+    ours: bool,
+    adopt: bool,
+    immutable: &[&str],
+) -> Result<Decision, Failure> {
+    let Some(observed) = observed else {
+        return Ok(Decision::Create);
+    };
+    // Taking over a resource is only done when asked: a name that merely matches
+    // `metadata.name` may belong to someone else (another namespace, another tool).
+    if !ours && !adopt {
+        return Err(Failure::stalled(
+            "AlreadyExists",
+            format!(
+                "'{name}' already exists and is not managed by this object: set spec.externalName: {name} \
+                 to adopt it, or choose another name"
+            ),
+        ));
+    }
+    if let Some(pending) = &observed.pending {
+        return Err(provisioning(name, pending));
+    }
+    let diffs = diff(desired, &observed.state)?;
+    let fixed: Vec<&FieldDiff> = diffs
+        .iter()
+        .filter(|d| immutable.iter().any(|f| touches(std::slice::from_ref(*d), f)))
+        .collect();
+    if !fixed.is_empty() {
+        return Err(Failure::stalled(
+            "ImmutableFieldChanged",
+            format!(
+                "{} cannot change once '{name}' exists: restore the old value, or create a new object (with a \
+                 new name) for a new resource; nothing was changed",
+                fixed
+                    .iter()
+                    .map(|d| format!("spec.{} (is {}, manifest asks {})", d.path, d.observed, d.desired))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(Decision::Converge { diffs, adopting: !ours })
+}
+
+/// The one diff, as a Failure when the states cannot be compared.
+pub fn diff<S: Serialize>(desired: &S, observed: &S) -> Result<Vec<FieldDiff>, Failure> {
+    cloudkit_drift::diff(desired, observed)
+        .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))
+}
+
+/// The cloud is still working on the resource: look again shortly, no backoff.
+pub fn provisioning(name: &str, pending: &str) -> Failure {
+    Failure::waiting(
+        "Provisioning",
+        format!("'{name}' is not ready for use yet: {pending}"),
+        PROVISIONING_RECHECK,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudkit_reconcilers::Outputs;
+    use serde_json::json;
+
+    use super::*;
+
+    fn seen(state: serde_json::Value) -> Observed<serde_json::Value> {
+        Observed::ready(state, Outputs::default())
+    }
+
+    #[test]
+    fn missing_resources_are_created() {
+        assert_eq!(decide(None, &json!({}), "a", false, false, &[]), Ok(Decision::Create));
+    }
+
+    #[test]
+    fn a_resource_found_by_name_alone_is_not_taken_over() {
+        let found = seen(json!({"x": 1}));
+        let refused = decide(Some(&found), &json!({"x": 1}), "a", false, false, &[]);
+        assert!(matches!(refused, Err(Failure::Stalled { ref reason, .. }) if reason == "AlreadyExists"));
+        let adopted = decide(Some(&found), &json!({"x": 2}), "a", false, true, &[]);
+        assert!(matches!(adopted, Ok(Decision::Converge { adopting: true, ref diffs }) if diffs.len() == 1));
+    }
+
+    #[test]
+    fn immutable_fields_stall_and_pending_resources_wait() {
+        let found = seen(json!({"fifo": false, "x": 1}));
+        let fixed = decide(
+            Some(&found),
+            &json!({"fifo": true, "x": 2}),
+            "a",
+            true,
+            false,
+            &["fifo"],
+        );
+        assert!(matches!(fixed, Err(Failure::Stalled { ref reason, ref message })
+            if reason == "ImmutableFieldChanged" && message.contains("spec.fifo") && !message.contains("spec.x")));
+        let mut busy = seen(json!({}));
+        busy.pending = Some("CREATING".into());
+        let waiting = decide(Some(&busy), &json!({}), "a", true, false, &[]);
+        assert!(matches!(waiting, Err(Failure::Waiting { ref reason, .. }) if reason == "Provisioning"));
+        let in_sync = decide(Some(&seen(json!({"x": 1}))), &json!({"x": 1}), "a", true, false, &[]);
+        assert_eq!(
+            in_sync,
+            Ok(Decision::Converge {
+                diffs: vec![],
+                adopting: false
+            })
+        );
+    }
+}
