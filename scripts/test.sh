@@ -41,6 +41,10 @@ export CLOUDKIT_BIN=$CARGO_TARGET_DIR/debug/cloudkit
 "$CLOUDKIT_BIN" crds | kubectl apply --server-side --force-conflicts -f - 2> >(grep -v '^Warning' >&2)
 
 step "end-to-end tests"
+# Argo CD's health check is a Lua script; the tests run it with Debian's Lua 5.4.
+if ! command -v lua5.4 >/dev/null; then
+    apt-get install -y -q lua5.4 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q lua5.4 >/dev/null; }
+fi
 cargo test -p cloudkit-e2e
 
 step "Helm chart"
