@@ -30,7 +30,10 @@ fn lua(v: &Value) -> String {
 
 /// Argo CD's verdict on `obj`: (status, message).
 fn argocd_health(obj: &Value) -> (String, String) {
-    let script = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/gitops/argocd-health.lua"));
+    let script = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/gitops/argocd-health.lua"
+    ));
     let program = format!(
         "obj = {}\nlocal hs = assert(loadfile({:?}))()\nio.write(hs.status, \"\\t\", hs.message or \"\")\n",
         lua(obj),
@@ -69,7 +72,10 @@ async fn argocd_health_check_agrees_with_the_conditions() {
     let (stalled, _) = h.wait_stalled_as::<Bucket>(&bad, "InvalidSpec").await;
     let (status, message) = argocd_health(&captured(&stalled));
     assert_eq!(status, "Degraded");
-    assert!(message.contains("InvalidSpec") && message.contains("spec.externalName"), "{message}");
+    assert!(
+        message.contains("InvalidSpec") && message.contains("spec.externalName"),
+        "{message}"
+    );
 
     let blocked = h
         .wait(&waiting, "DependencyNotFound", |q: &Queue| {
