@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks that print figures (not timed tests): cloud calls per kind to Ready and per
-# quiet resync, and how soon dependents go on once their dependency is Ready. Runs against
-# the same environment as scripts/test.sh and writes docs/bench/latest.md.
+# quiet resync, how soon dependents go on once their dependency is Ready, and the graph of
+# references at 10,000 objects. Runs against the same environment as scripts/test.sh and
+# writes docs/bench/latest.md.
 #   scripts/bench.sh            (CLOUDKIT_BENCH_DEPENDENTS=100 by default)
 set -euo pipefail
 
@@ -19,6 +20,9 @@ export CLOUDKIT_BIN=$CARGO_TARGET_DIR/debug/cloudkit
 
 out=$(mktemp)
 cargo test -q -p cloudkit-e2e --test cloud_calls --test unblock_latency -- --nocapture --test-threads 1 | tee "$out"
+# In memory, no cluster: a release build, for figures a deployed controller would see.
+cargo test -q --release -p cloudkit --bin cloudkit -- --ignored --nocapture --exact dag::bench::graph_of_10k_objects |
+    tee -a "$out"
 mkdir -p docs/bench
 {
     echo "# Benchmark figures"
@@ -30,6 +34,10 @@ mkdir -p docs/bench
     grep -E '^\|' "$out" || true
     echo
     grep -E '^unblock latency' "$out" | sed 's/^/- /' || true
+    echo
+    echo "The controller's graph of references (\`controller/src/dag/bench.rs\`, in memory):"
+    echo
+    grep -E '^graph bench: ' "$out" | sed 's/^graph bench: /- /' || true
 } >docs/bench/latest.md
 rm -f "$out"
 echo "bench: wrote docs/bench/latest.md" >&2

@@ -266,13 +266,13 @@ impl World {
             .iter()
             .filter_map(|o| o.doc.clone().map(|d| (o.key.clone(), d)))
             .collect();
-        let stores = Stores {
-            buckets: layer::<Bucket>(client, namespaces, &docs, &mut live).await?,
-            tables: layer::<Table>(client, namespaces, &docs, &mut live).await?,
-            queues: layer::<Queue>(client, namespaces, &docs, &mut live).await?,
-            topics: layer::<Topic>(client, namespaces, &docs, &mut live).await?,
-            functions: layer::<Function>(client, namespaces, &docs, &mut live).await?,
-        };
+        let stores = Stores::new(
+            layer::<Bucket>(client, namespaces, &docs, &mut live).await?,
+            layer::<Table>(client, namespaces, &docs, &mut live).await?,
+            layer::<Queue>(client, namespaces, &docs, &mut live).await?,
+            layer::<Topic>(client, namespaces, &docs, &mut live).await?,
+            layer::<Function>(client, namespaces, &docs, &mut live).await?,
+        );
         Ok(Self { stores, live, configs })
     }
 }

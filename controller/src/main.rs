@@ -277,13 +277,9 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (functions, function_writer) = reflector::store();
     // What one kind's objects tell the others' (see references::Signal).
     let (signals, _) = broadcast::channel(1024);
-    let stores = Stores {
-        buckets,
-        tables,
-        queues,
-        topics,
-        functions,
-    };
+    // Empty until the watches start: each kind's announcer then keeps the graph of
+    // references in step with its cache.
+    let stores = Stores::new(buckets, tables, queues, topics, functions);
     let reporter = Reporter {
         controller: "cloudkit".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -378,15 +374,16 @@ async fn run_kind<K: ManagedKind>(
     // status writes would otherwise trigger a second, redundant round of cloud calls.
     // Deletion bumps the generation too, so cleanup is not filtered out.
     let objects = writer.as_reader();
+    let graph = ctx.stores.graph();
     // Subscribed before any object is watched, so no signal is missed.
-    let triggers = references::triggers(signals.subscribe(), objects.clone(), K::KIND);
+    let triggers = references::triggers(signals.subscribe(), graph.clone(), K::KIND);
     let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         // Status changes and deletions are seen here, before the filter below drops them:
         // an object turning Ready wakes those that wait for it, one going away wakes those
         // it referenced (their deletion may wait for it).
-        .inspect_ok(references::announcer::<K>(signals, K::KIND))
+        .inspect_ok(references::announcer::<K>(signals, K::KIND, graph))
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),

@@ -1,8 +1,10 @@
-//! References between CloudKit objects: every kind's watch cache, and the resolution of a
-//! spec's references into the outputs its desired state reads. An object waits (no cloud
-//! call) until everything it references exists and is Ready at its current generation.
+//! References between CloudKit objects: every kind's watch cache, the graph of references
+//! kept from the same watch events, and the resolution of a spec's references into the
+//! outputs its desired state reads. An object waits (no cloud call) until everything it
+//! references exists and is Ready at its current generation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use cloudkit_crds::common::{Kind, ManagedStatus};
@@ -15,6 +17,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio::sync::broadcast;
 
+use crate::dag::{Graph, Key};
 use crate::error::Failure;
 use crate::status::{self, READY};
 
@@ -49,15 +52,59 @@ fn usable<K: Managed>(o: &K) -> Option<Published> {
         .then(|| (s.arn.clone(), s.url.clone(), s.external_name.clone()))
 }
 
-/// Watches one kind's events go by and signals the other objects they concern. Objects seen
-/// for the first time (the initial list, a restart) are only noted: every object is
-/// reconciled at start-up anyway.
-pub fn announcer<K: Managed>(tx: broadcast::Sender<Signal>, kind: Kind) -> impl FnMut(&watcher::Event<K>) {
-    let mut seen: HashMap<(String, String), Option<Published>> = HashMap::new();
-    // No receiver only means no kind is running yet: nothing waits.
+/// The graph every kind's announcer keeps, and reconciles read.
+pub type SharedGraph = Arc<RwLock<Graph>>;
+
+// A panic while the lock is held poisons it; the graph's updates never stop halfway short
+// of running out of memory, so what it holds is still whole: read on rather than fail
+// every reconcile from then on.
+fn read(graph: &RwLock<Graph>) -> RwLockReadGuard<'_, Graph> {
+    graph.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(graph: &RwLock<Graph>) -> RwLockWriteGuard<'_, Graph> {
+    graph.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn key_of<K: Managed>(o: &K, kind: Kind) -> Key {
+    Key {
+        kind,
+        namespace: o.namespace().unwrap_or_default(),
+        name: o.name_any(),
+    }
+}
+
+/// Tells the objects `refs` named that one referrer less holds them.
+fn release(tx: &broadcast::Sender<Signal>, namespace: &str, refs: Vec<Reference>) {
+    for r in refs {
+        // No receiver only means no kind is running yet: nothing waits.
+        let _ = tx.send(Signal::Released {
+            kind: r.kind,
+            namespace: namespace.to_owned(),
+            name: r.name,
+        });
+    }
+}
+
+/// Watches one kind's events go by: keeps that kind's objects in `graph`, and signals the
+/// other objects they concern. Objects seen for the first time (the initial list, a
+/// restart) are only noted: every object is reconciled at start-up anyway.
+pub fn announcer<K: Managed>(
+    tx: broadcast::Sender<Signal>,
+    kind: Kind,
+    graph: SharedGraph,
+) -> impl FnMut(&watcher::Event<K>) {
+    let mut seen: HashMap<Key, Option<Published>> = HashMap::new();
+    // The objects listed since the watch last (re)started.
+    let mut listed: HashSet<Key> = HashSet::new();
     move |event: &watcher::Event<K>| match event {
         watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-            let key = (o.namespace().unwrap_or_default(), o.name_any());
+            let key = key_of(o, kind);
+            // Before any signal: the reconciles it starts read the graph.
+            write(&graph).upsert(key.clone(), o.references());
+            if matches!(event, watcher::Event::InitApply(_)) {
+                listed.insert(key.clone());
+            }
             let now = usable(o);
             if let Some(before) = seen.insert(key.clone(), now.clone())
                 && now.is_some()
@@ -65,30 +112,45 @@ pub fn announcer<K: Managed>(tx: broadcast::Sender<Signal>, kind: Kind) -> impl 
             {
                 let _ = tx.send(Signal::Readied {
                     kind,
-                    namespace: key.0,
-                    name: key.1,
+                    namespace: key.namespace,
+                    name: key.name,
                 });
             }
         }
         watcher::Event::Delete(o) => {
-            let namespace = o.namespace().unwrap_or_default();
-            seen.remove(&(namespace.clone(), o.name_any()));
-            for r in o.references() {
-                let _ = tx.send(Signal::Released {
-                    kind: r.kind,
-                    namespace: namespace.clone(),
-                    name: r.name,
-                });
+            let key = key_of(o, kind);
+            write(&graph).remove(&key);
+            seen.remove(&key);
+            release(&tx, &key.namespace, o.references());
+        }
+        watcher::Event::Init => listed.clear(),
+        watcher::Event::InitDone => {
+            // Objects deleted while the watch was down get no Delete event: they are the
+            // ones not listed again.
+            let gone: Vec<(Key, Vec<Reference>)> = {
+                let mut graph = write(&graph);
+                let keys: Vec<Key> = graph
+                    .keys()
+                    .filter(|k| k.kind == kind && !listed.contains(*k))
+                    .cloned()
+                    .collect();
+                keys.into_iter()
+                    .filter_map(|k| graph.remove(&k).map(|refs| (k, refs)))
+                    .collect()
+            };
+            listed = HashSet::new();
+            for (key, refs) in gone {
+                seen.remove(&key);
+                release(&tx, &key.namespace, refs);
             }
         }
-        watcher::Event::Init | watcher::Event::InitDone => {}
     }
 }
 
 /// The objects of kind `K` a signal concerns, as reconcile triggers.
 pub fn triggers<K: Managed>(
     rx: broadcast::Receiver<Signal>,
-    store: Store<K>,
+    graph: SharedGraph,
     kind: Kind,
 ) -> impl Stream<Item = ObjectRef<K>> {
     let signals = futures::stream::unfold(rx, |mut rx| async move {
@@ -107,15 +169,23 @@ pub fn triggers<K: Managed>(
                 kind: of,
                 namespace,
                 name,
-            } => store
-                .state()
-                .into_iter()
-                .filter(|o| {
-                    o.namespace().as_deref() == Some(namespace.as_str())
-                        && o.references().iter().any(|r| r.kind == of && r.name == name)
-                })
-                .map(|o| ObjectRef::from_obj(&*o))
-                .collect(),
+            } => {
+                let dependents = read(&graph).dependents(&Key {
+                    kind: of,
+                    namespace,
+                    name,
+                });
+                let mut keys: Vec<Key> = dependents
+                    .into_iter()
+                    .map(|d| d.key)
+                    .filter(|k| k.kind == kind)
+                    .collect();
+                // Sorted: an object naming it in several fields comes once.
+                keys.dedup();
+                keys.iter()
+                    .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
+                    .collect()
+            }
             Signal::Released {
                 kind: of,
                 namespace,
@@ -127,7 +197,8 @@ pub fn triggers<K: Managed>(
     })
 }
 
-/// The watch caches of every managed kind, filled by each kind's controller.
+/// The watch caches of every managed kind, filled by each kind's controller, and the graph
+/// of their references.
 #[derive(Clone)]
 pub struct Stores {
     pub buckets: Store<Bucket>,
@@ -135,6 +206,7 @@ pub struct Stores {
     pub queues: Store<Queue>,
     pub topics: Store<Topic>,
     pub functions: Store<Function>,
+    graph: SharedGraph,
 }
 
 /// What a reference found in the cache.
@@ -142,7 +214,6 @@ struct Found {
     generation: Option<i64>,
     deleting: bool,
     status: Option<ManagedStatus>,
-    refs: Vec<Reference>,
 }
 
 fn found<K: Managed>(store: &Store<K>, namespace: &str, name: &str) -> Option<Found> {
@@ -150,27 +221,49 @@ fn found<K: Managed>(store: &Store<K>, namespace: &str, name: &str) -> Option<Fo
         generation: o.meta().generation,
         deleting: o.meta().deletion_timestamp.is_some(),
         status: o.managed_status().cloned(),
-        refs: o.references(),
     })
 }
 
-/// Every object of one kind in a namespace that references `kind`/`name`, with the field.
-fn referring<K: Managed>(store: &Store<K>, namespace: &str, kind: Kind, name: &str) -> Vec<String> {
+/// Every object of one kind in a store, with what it references.
+fn entries<K: Managed>(store: &Store<K>, kind: Kind) -> impl Iterator<Item = (Key, Vec<Reference>)> {
     store
         .state()
-        .iter()
-        .filter(|o| o.namespace().as_deref() == Some(namespace))
-        .flat_map(|o| {
-            o.references()
-                .into_iter()
-                .filter(|r| r.kind == kind && r.name == name)
-                .map(|r| format!("{}/{} ({})", K::kind(&()), o.name_any(), r.field))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+        .into_iter()
+        .map(move |o| (key_of(&*o, kind), o.references()))
 }
 
 impl Stores {
+    /// The caches, and the graph of what they hold now. The controller's caches start empty:
+    /// each kind's `announcer` then keeps the graph in step with its own.
+    pub fn new(
+        buckets: Store<Bucket>,
+        tables: Store<Table>,
+        queues: Store<Queue>,
+        topics: Store<Topic>,
+        functions: Store<Function>,
+    ) -> Self {
+        let (graph, _) = Graph::build(
+            entries(&buckets, Kind::Bucket)
+                .chain(entries(&tables, Kind::Table))
+                .chain(entries(&queues, Kind::Queue))
+                .chain(entries(&topics, Kind::Topic))
+                .chain(entries(&functions, Kind::Function)),
+        );
+        Self {
+            buckets,
+            tables,
+            queues,
+            topics,
+            functions,
+            graph: Arc::new(RwLock::new(graph)),
+        }
+    }
+
+    /// The graph, for the announcers to keep and the triggers to read.
+    pub fn graph(&self) -> SharedGraph {
+        self.graph.clone()
+    }
+
     fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Found> {
         match kind {
             Kind::Bucket => found(&self.buckets, namespace, name),
@@ -181,57 +274,31 @@ impl Stores {
         }
     }
 
-    /// The objects (any kind, same namespace) whose specs reference `kind`/`name`.
+    /// The objects (any kind, same namespace) whose specs reference `kind`/`name`, each
+    /// with the field, e.g. `Function/f (spec.env[0].valueFrom)`.
     pub fn referrers(&self, kind: Kind, namespace: &str, name: &str) -> Vec<String> {
-        let mut all = referring(&self.buckets, namespace, kind, name);
-        all.extend(referring(&self.tables, namespace, kind, name));
-        all.extend(referring(&self.queues, namespace, kind, name));
-        all.extend(referring(&self.topics, namespace, kind, name));
-        all.extend(referring(&self.functions, namespace, kind, name));
-        all
+        let key = Key {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        read(&self.graph)
+            .dependents(&key)
+            .into_iter()
+            .map(|d| format!("{} ({})", d.key, d.field))
+            .collect()
     }
 
     /// A cycle of references through `kind`/`name`, spelled `Queue/a → Queue/b → Queue/a`.
     pub fn cycle(&self, kind: Kind, namespace: &str, name: &str) -> Option<String> {
-        let path = cycle_through((kind, name.to_owned()), |k, n| {
-            self.get(k, namespace, n)
-                .map(|f| f.refs.into_iter().map(|r| (r.kind, r.name)).collect())
-                .unwrap_or_default()
-        })?;
-        Some(
-            path.iter()
-                .map(|(k, n)| format!("{k}/{n}"))
-                .collect::<Vec<_>>()
-                .join(" → "),
-        )
-    }
-}
-
-/// A path of references from `start` back to itself (start repeated at the end), if one
-/// exists. Depth-first over `edges`, visiting each node once, so it ends on any graph.
-pub fn cycle_through(
-    start: (Kind, String),
-    edges: impl Fn(Kind, &str) -> Vec<(Kind, String)>,
-) -> Option<Vec<(Kind, String)>> {
-    let mut visited = std::collections::HashSet::new();
-    // Each frame: a node and the edges of it still to try.
-    let mut stack = vec![(start.clone(), edges(start.0, &start.1))];
-    while let Some((_, next)) = stack.last_mut() {
-        let Some(child) = next.pop() else {
-            stack.pop();
-            continue;
+        let key = Key {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
         };
-        if child == start {
-            let mut path: Vec<(Kind, String)> = stack.iter().map(|(n, _)| n.clone()).collect();
-            path.push(start);
-            return Some(path);
-        }
-        if visited.insert(child.clone()) {
-            let grandchildren = edges(child.0, &child.1);
-            stack.push((child, grandchildren));
-        }
+        let path = read(&self.graph).cycle_through(&key)?;
+        Some(path.iter().map(ToString::to_string).collect::<Vec<_>>().join(" → "))
     }
-    None
 }
 
 /// A reference to the object itself can never be satisfied: a spec error.
@@ -302,12 +369,12 @@ fn blocker(f: &Found) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use cloudkit_crds::common::Condition;
+    use kube::runtime::reflector;
 
     use super::*;
 
     fn found(ready: Option<(&str, &str)>, generation: i64, observed: i64) -> Found {
         Found {
-            refs: Vec::new(),
             generation: Some(generation),
             deleting: false,
             status: Some(ManagedStatus {
@@ -344,30 +411,126 @@ mod tests {
         );
     }
 
-    fn graph(edges: &[(&str, &str)]) -> impl Fn(Kind, &str) -> Vec<(Kind, String)> {
-        let edges: Vec<(String, String)> = edges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        move |_, from| {
-            edges
-                .iter()
-                .filter(|(a, _)| a == from)
-                .map(|(_, b)| (Kind::Queue, b.clone()))
-                .collect()
-        }
+    fn queue(name: &str, dead_letter: Option<&str>) -> Queue {
+        let spec = match dead_letter {
+            Some(dlq) => serde_json::json!({"deadLetter": {"queueRef": {"name": dlq}, "maxReceiveCount": 3}}),
+            None => serde_json::json!({}),
+        };
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudkit.dev/v1alpha1",
+            "kind": "Queue",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": spec,
+        }))
+        .expect("a valid Queue")
     }
 
+    fn released(rx: &mut broadcast::Receiver<Signal>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|s| match s {
+                Signal::Released { name, .. } => Some(name),
+                Signal::Readied { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The graph follows the watch events: cycles and referrers are read from it, and a
+    /// restarted watch drops the objects it no longer lists.
     #[test]
-    fn cycles_are_found_through_the_start_only() {
-        let g = graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]);
-        let path = cycle_through((Kind::Queue, "a".into()), &g).expect("a is in a cycle");
-        let names: Vec<&str> = path.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c", "a"]);
-        assert_eq!(
-            cycle_through((Kind::Queue, "d".into()), &g),
-            None,
-            "d only leads into a cycle"
+    fn the_graph_follows_the_watch() {
+        let stores = Stores::new(
+            reflector::store().0,
+            reflector::store().0,
+            reflector::store().0,
+            reflector::store().0,
+            reflector::store().0,
         );
-        let chain = graph(&[("a", "b"), ("b", "c"), ("a", "c")]);
-        assert_eq!(cycle_through((Kind::Queue, "a".into()), &chain), None);
+        let (tx, mut rx) = broadcast::channel(16);
+        let mut announce = announcer::<Queue>(tx, Kind::Queue, stores.graph());
+        announce(&watcher::Event::Init);
+        announce(&watcher::Event::InitApply(queue("a", Some("b"))));
+        announce(&watcher::Event::InitApply(queue("b", Some("a"))));
+        announce(&watcher::Event::InitApply(queue("c", Some("a"))));
+        announce(&watcher::Event::InitDone);
+        assert_eq!(
+            stores.cycle(Kind::Queue, "ns", "a").as_deref(),
+            Some("Queue/a → Queue/b → Queue/a")
+        );
+        assert_eq!(stores.cycle(Kind::Queue, "ns", "c"), None);
+        assert_eq!(
+            stores.cycle(Kind::Queue, "other", "a"),
+            None,
+            "references are namespace-local"
+        );
+        assert_eq!(
+            stores.referrers(Kind::Queue, "ns", "a"),
+            [
+                "Queue/b (spec.deadLetter.queueRef)",
+                "Queue/c (spec.deadLetter.queueRef)"
+            ]
+        );
+
+        announce(&watcher::Event::Delete(queue("c", Some("a"))));
+        assert_eq!(released(&mut rx), ["a"]);
+        assert_eq!(
+            stores.referrers(Kind::Queue, "ns", "a"),
+            ["Queue/b (spec.deadLetter.queueRef)"]
+        );
+
+        // b was deleted while the watch was down.
+        announce(&watcher::Event::Init);
+        announce(&watcher::Event::InitApply(queue("a", Some("b"))));
+        announce(&watcher::Event::InitDone);
+        assert_eq!(released(&mut rx), ["a"], "what b referenced is released");
+        assert_eq!(stores.cycle(Kind::Queue, "ns", "a"), None);
+        assert!(stores.referrers(Kind::Queue, "ns", "a").is_empty());
+        assert_eq!(
+            stores.referrers(Kind::Queue, "ns", "b"),
+            ["Queue/a (spec.deadLetter.queueRef)"],
+            "a still names b"
+        );
+        let keys: Vec<String> = read(&stores.graph).keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["Queue/a"]);
+    }
+
+    /// An object turning Ready wakes the objects of each kind that reference it, once each.
+    #[tokio::test]
+    async fn a_readied_object_wakes_its_dependents() {
+        let graph = SharedGraph::default();
+        let a = Key {
+            kind: Kind::Queue,
+            namespace: "ns".into(),
+            name: "a".into(),
+        };
+        let both = vec![
+            Reference::new(Kind::Queue, "a", "spec.deadLetter.queueRef"),
+            Reference::new(Kind::Queue, "a", "spec.other"),
+        ];
+        write(&graph).upsert(
+            Key {
+                name: "b".into(),
+                ..a.clone()
+            },
+            both,
+        );
+        write(&graph).upsert(
+            Key {
+                kind: Kind::Function,
+                ..a.clone()
+            },
+            vec![Reference::new(Kind::Queue, "a", "spec.triggers[0].queueRef")],
+        );
+        let (tx, rx) = broadcast::channel(16);
+        let woken = triggers::<Queue>(rx, graph, Kind::Queue);
+        tx.send(Signal::Readied {
+            kind: a.kind,
+            namespace: a.namespace,
+            name: a.name,
+        })
+        .expect("a receiver");
+        drop(tx);
+        let woken: Vec<ObjectRef<Queue>> = futures::StreamExt::collect(woken).await;
+        assert_eq!(woken, [ObjectRef::new("b").within("ns")]);
     }
 
     #[test]
