@@ -18,6 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::dag::Key;
 use crate::decide::{self, Decision};
 use crate::error::{Error, Failure};
 use crate::kinds::ManagedKind;
@@ -50,6 +51,11 @@ struct Synced {
 
 pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    ctx.metrics.reconcile_started(&references::object_id(&Key {
+        kind: K::KIND,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    }));
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {

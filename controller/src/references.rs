@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::{Kind, ManagedStatus};
 use cloudkit_crds::validation::FieldError;
@@ -32,6 +32,8 @@ pub enum Signal {
         kind: Kind,
         namespace: String,
         name: String,
+        /// When the watch saw it: dependents' unblock latency counts from here.
+        at: Instant,
     },
     /// An object that referenced this one is gone: it may now be deleted itself.
     Released {
@@ -74,6 +76,11 @@ fn key_of<K: Managed>(o: &K, kind: Kind) -> Key {
     }
 }
 
+/// How metrics name one object: `Kind/namespace/name`.
+pub fn object_id(key: &Key) -> String {
+    format!("{}/{}/{}", key.kind, key.namespace, key.name)
+}
+
 /// Tells the objects `refs` named that one referrer less holds them.
 fn release(tx: &broadcast::Sender<Signal>, namespace: &str, refs: Vec<Reference>) {
     for r in refs {
@@ -114,6 +121,7 @@ pub fn announcer<K: Managed>(
                     kind,
                     namespace: key.namespace,
                     name: key.name,
+                    at: Instant::now(),
                 });
             }
         }
@@ -147,11 +155,13 @@ pub fn announcer<K: Managed>(
     }
 }
 
-/// The objects of kind `K` a signal concerns, as reconcile triggers.
+/// The objects of kind `K` a signal concerns, as reconcile triggers. `woken` hears of each
+/// dependent a Readied signal wakes (`Kind/namespace/name`) and when its dependency turned Ready.
 pub fn triggers<K: Managed>(
     rx: broadcast::Receiver<Signal>,
     graph: SharedGraph,
     kind: Kind,
+    woken: impl Fn(String, Instant) + Send + 'static,
 ) -> impl Stream<Item = ObjectRef<K>> {
     let signals = futures::stream::unfold(rx, |mut rx| async move {
         loop {
@@ -169,6 +179,7 @@ pub fn triggers<K: Managed>(
                 kind: of,
                 namespace,
                 name,
+                at,
             } => {
                 let dependents = read(&graph).dependents(&Key {
                     kind: of,
@@ -182,6 +193,9 @@ pub fn triggers<K: Managed>(
                     .collect();
                 // Sorted: an object naming it in several fields comes once.
                 keys.dedup();
+                for k in &keys {
+                    woken(object_id(k), at);
+                }
                 keys.iter()
                     .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
                     .collect()
@@ -521,16 +535,22 @@ mod tests {
             vec![Reference::new(Kind::Queue, "a", "spec.triggers[0].queueRef")],
         );
         let (tx, rx) = broadcast::channel(16);
-        let woken = triggers::<Queue>(rx, graph, Kind::Queue);
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let woken = triggers::<Queue>(rx, graph, Kind::Queue, {
+            let heard = heard.clone();
+            move |object, _| heard.lock().expect("not poisoned").push(object)
+        });
         tx.send(Signal::Readied {
             kind: a.kind,
             namespace: a.namespace,
             name: a.name,
+            at: Instant::now(),
         })
         .expect("a receiver");
         drop(tx);
         let woken: Vec<ObjectRef<Queue>> = futures::StreamExt::collect(woken).await;
         assert_eq!(woken, [ObjectRef::new("b").within("ns")]);
+        assert_eq!(*heard.lock().expect("not poisoned"), ["Queue/ns/b"]);
     }
 
     #[test]

@@ -194,6 +194,21 @@ impl Harness {
         self.cloud_calls().await.values().sum()
     }
 
+    /// A histogram the controller exports (`name` without `_bucket`), as cumulative
+    /// (upper bound, count) pairs, `+Inf` last.
+    pub async fn histogram(&self, name: &str) -> Vec<(f64, u64)> {
+        let (_, body) = self.http_get("/metrics").await;
+        let prefix = format!("{name}_bucket{{le=\"");
+        body.lines()
+            .filter_map(|line| line.strip_prefix(prefix.as_str()))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Reconciles of one kind the controller has run so far.
     pub async fn reconciles(&self, kind: &str) -> u64 {
         let (_, body) = self.http_get("/metrics").await;
