@@ -3,6 +3,7 @@
 //! judging steps (`crate::decide`: check, desired state from the references, observe,
 //! decide), so a plan says what the controller will do, field by field from the same diff.
 
+use cloudkit_crds::reason::Reason;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -172,7 +173,7 @@ fn describe(change: &Change) -> (&'static str, &'static str, String) {
 async fn judge<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World, key: &Key, doc: &Value) -> Change {
     let obj: K = match serde_json::from_value(overlay(world.live.get(key), doc)) {
         Ok(obj) => obj,
-        Err(e) => return Change::Refused(Failure::stalled("InvalidSpec", e.to_string())),
+        Err(e) => return Change::Refused(Failure::stalled(Reason::InvalidSpec, e.to_string())),
     };
     match judged(client, clouds, world, &obj).await {
         Ok(change) | Err(change) => change,
@@ -188,7 +189,7 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         .get(&(namespace.clone(), config_name.clone()))
         .ok_or_else(|| {
             Change::Refused(Failure::stalled(
-                "ProviderConfigNotFound",
+                Reason::ProviderConfigNotFound,
                 format!("ProviderConfig '{config_name}' is neither among the files nor in namespace '{namespace}'"),
             ))
         })?;

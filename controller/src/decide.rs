@@ -3,6 +3,7 @@
 //! create, converge some fields, wait or stall. The controller acts on these decisions;
 //! `cloudkit plan --live` prints them. Keeping both on this code is what makes the plan true.
 
+use cloudkit_crds::reason::Reason;
 use std::time::Duration;
 
 use cloudkit_crds::Cloud;
@@ -39,14 +40,14 @@ pub fn check<K: ManagedKind>(
         });
     }
     if !errors.is_empty() {
-        return Err(Failure::stalled("InvalidSpec", SpecErrors(errors).to_string()));
+        return Err(Failure::stalled(Reason::InvalidSpec, SpecErrors(errors).to_string()));
     }
     if !obj.references().is_empty()
         && let Some(cycle) = stores.cycle(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any())
     {
         // Each member would wait for the next forever; a human must break the loop.
         return Err(Failure::stalled(
-            "DependencyCycle",
+            Reason::DependencyCycle,
             format!("references form a cycle, {cycle}: remove one of them"),
         ));
     }
@@ -57,7 +58,7 @@ pub fn check<K: ManagedKind>(
 pub fn desired<K: ManagedKind>(obj: &K, stores: &Stores) -> Result<K::State, Failure> {
     let deps = references::resolve(stores, &obj.namespace().unwrap_or_default(), &obj.references())?;
     obj.desired(&deps)
-        .map_err(|m| Failure::waiting("DependencyNotReady", m, references::DEPENDENCY_RECHECK))
+        .map_err(|m| Failure::waiting(Reason::DependencyNotReady, m, references::DEPENDENCY_RECHECK))
 }
 
 /// What to do with the cloud resource.
@@ -87,7 +88,7 @@ pub fn decide<S: Serialize>(
     // `metadata.name` may belong to someone else (another namespace, another tool).
     if !ours && !adopt {
         return Err(Failure::stalled(
-            "AlreadyExists",
+            Reason::AlreadyExists,
             format!(
                 "'{name}' already exists and is not managed by this object: set spec.externalName: {name} \
                  to adopt it, or choose another name"
@@ -104,7 +105,7 @@ pub fn decide<S: Serialize>(
         .collect();
     if !fixed.is_empty() {
         return Err(Failure::stalled(
-            "ImmutableFieldChanged",
+            Reason::ImmutableFieldChanged,
             format!(
                 "{} cannot change once '{name}' exists: restore the old value, or create a new object (with a \
                  new name) for a new resource; nothing was changed",
@@ -122,13 +123,13 @@ pub fn decide<S: Serialize>(
 /// The one diff, as a Failure when the states cannot be compared.
 pub fn diff<S: Serialize>(desired: &S, observed: &S) -> Result<Vec<FieldDiff>, Failure> {
     cloudkit_drift::diff(desired, observed)
-        .map_err(|e| Failure::stalled("InternalError", format!("comparing states: {e}")))
+        .map_err(|e| Failure::stalled(Reason::InternalError, format!("comparing states: {e}")))
 }
 
 /// The cloud is still working on the resource: look again shortly, no backoff.
 pub fn provisioning(name: &str, pending: &str) -> Failure {
     Failure::waiting(
-        "Provisioning",
+        Reason::Provisioning,
         format!("'{name}' is not ready for use yet: {pending}"),
         PROVISIONING_RECHECK,
     )
@@ -154,7 +155,7 @@ mod tests {
     fn a_resource_found_by_name_alone_is_not_taken_over() {
         let found = seen(json!({"x": 1}));
         let refused = decide(Some(&found), &json!({"x": 1}), "a", false, false, &[]);
-        assert!(matches!(refused, Err(Failure::Stalled { ref reason, .. }) if reason == "AlreadyExists"));
+        assert!(matches!(refused, Err(Failure::Stalled { ref reason, .. }) if *reason == Reason::AlreadyExists));
         let adopted = decide(Some(&found), &json!({"x": 2}), "a", false, true, &[]);
         assert!(matches!(adopted, Ok(Decision::Converge { adopting: true, ref diffs }) if diffs.len() == 1));
     }
@@ -171,11 +172,11 @@ mod tests {
             &["fifo"],
         );
         assert!(matches!(fixed, Err(Failure::Stalled { ref reason, ref message })
-            if reason == "ImmutableFieldChanged" && message.contains("spec.fifo") && !message.contains("spec.x")));
+            if *reason == Reason::ImmutableFieldChanged && message.contains("spec.fifo") && !message.contains("spec.x")));
         let mut busy = seen(json!({}));
         busy.pending = Some("CREATING".into());
         let waiting = decide(Some(&busy), &json!({}), "a", true, false, &[]);
-        assert!(matches!(waiting, Err(Failure::Waiting { ref reason, .. }) if reason == "Provisioning"));
+        assert!(matches!(waiting, Err(Failure::Waiting { ref reason, .. }) if *reason == Reason::Provisioning));
         let in_sync = decide(Some(&seen(json!({"x": 1}))), &json!({"x": 1}), "a", true, false, &[]);
         assert_eq!(
             in_sync,

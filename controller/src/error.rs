@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use cloudkit_crds::reason::Reason;
 use cloudkit_reconcilers::CloudError;
 use thiserror::Error;
 
@@ -11,11 +12,11 @@ pub enum Failure {
     /// A human must act (fix the spec, create the ProviderConfig…); retried slowly in case
     /// the fix happens outside this object.
     #[error("{message}")]
-    Stalled { reason: String, message: String },
+    Stalled { reason: Reason, message: String },
     /// Passing trouble; retried with jittered exponential backoff.
     #[error("{message}")]
     Retrying {
-        reason: String,
+        reason: Reason,
         message: String,
         after: Option<Duration>,
     },
@@ -23,23 +24,23 @@ pub enum Failure {
     /// the cloud finishes provisioning); looked at again after `after`, with no backoff.
     #[error("{message}")]
     Waiting {
-        reason: String,
+        reason: Reason,
         message: String,
         after: Duration,
     },
 }
 
 impl Failure {
-    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+    pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
         Self::Stalled {
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
         }
     }
 
-    pub fn waiting(reason: &str, message: impl Into<String>, after: Duration) -> Self {
+    pub fn waiting(reason: Reason, message: impl Into<String>, after: Duration) -> Self {
         Self::Waiting {
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
             after,
         }
@@ -54,16 +55,16 @@ impl Failure {
         }
     }
 
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Stalled { reason, .. } | Self::Retrying { reason, .. } | Self::Waiting { reason, .. } => reason,
+            Self::Stalled { reason, .. } | Self::Retrying { reason, .. } | Self::Waiting { reason, .. } => *reason,
         }
     }
 }
 
 impl From<CloudError> for Failure {
     fn from(err: CloudError) -> Self {
-        let reason = err.reason().to_owned();
+        let reason = err.reason();
         if err.is_retryable() {
             Self::Retrying {
                 reason,

@@ -19,6 +19,7 @@ mod status;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cloudkit_crds::{Bucket, Function, ProviderConfig, Queue, Table, Topic};
@@ -166,6 +167,15 @@ struct ControllerArgs {
     /// turning Ready; at 16, the last start after 3 s (docs/bench/latest.md).
     #[arg(long, env = "CLOUDKIT_CONCURRENCY", default_value_t = 128)]
     concurrency: u16,
+    /// How long an object's generation may fail for a reason that usually heals by itself
+    /// (a ProviderConfig, Secret or dependency not there yet, a cloud error, a 403) before it
+    /// is reported Stalled, so pipelines stop waiting; retries go on (e.g. 90s, 5m, 1h).
+    #[arg(long, env = "CLOUDKIT_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
+    stall_after: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    cloudkit_crds::validation::parse_duration(text)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -299,6 +309,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics.clone(),
         backoff: Backoff::default(),
         stores,
+        stall_after: args.stall_after,
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");

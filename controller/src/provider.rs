@@ -1,5 +1,6 @@
 //! Turns a resource's `providerConfigRef` into a ProviderContext a backend can use.
 
+use cloudkit_crds::reason::Reason;
 use std::time::Duration;
 
 use cloudkit_crds::provider_config::{Cloud, CredentialsSource, ProviderConfig};
@@ -20,6 +21,9 @@ pub struct ResolvedProvider {
     pub resync: Duration,
 }
 
+/// How soon an object whose ProviderConfig or Secret is missing looks again.
+const RECHECK: Duration = Duration::from_secs(10);
+
 /// Looks the ProviderConfig up in the watch cache (no API call) and resolves it.
 pub async fn resolve(
     client: &Client,
@@ -27,13 +31,16 @@ pub async fn resolve(
     namespace: &str,
     name: &str,
 ) -> Result<ResolvedProvider, Failure> {
+    // Not yet, perhaps: applied later in the same commit. Its creation wakes the objects
+    // naming it (see main.rs), so the recheck is only a safety net.
     let config = configs.get(&ObjectRef::new(name).within(namespace)).ok_or_else(|| {
-        Failure::stalled(
-            "ProviderConfigNotFound",
+        Failure::waiting(
+            Reason::ProviderConfigNotFound,
             format!(
                 "ProviderConfig '{name}' not found in namespace '{namespace}': create it, or set \
                  spec.providerConfigRef.name to an existing one"
             ),
+            RECHECK,
         )
     })?;
     from_config(client, &config).await
@@ -48,7 +55,7 @@ pub async fn from_config(client: &Client, config: &ProviderConfig) -> Result<Res
     let spec = &config.spec;
     validation::provider_config(spec).map_err(|e| {
         Failure::stalled(
-            "InvalidProviderConfig",
+            Reason::InvalidProviderConfig,
             format!("ProviderConfig '{name}' is invalid: {e}"),
         )
     })?;
@@ -90,14 +97,16 @@ async fn read_secret(client: &Client, namespace: &str, secret: &str, config: &st
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(secret).await {
         Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(Failure::stalled(
-            "CredentialsNotFound",
+        // Not yet, perhaps: External Secrets and the like create it a moment later.
+        Ok(None) => Err(Failure::waiting(
+            Reason::CredentialsNotFound,
             format!(
                 "Secret '{secret}' named by ProviderConfig '{config}' not found in namespace '{namespace}': create it"
             ),
+            RECHECK,
         )),
         Err(e) => Err(Failure::Retrying {
-            reason: "KubernetesError".into(),
+            reason: Reason::KubernetesError,
             message: format!("reading Secret '{secret}': {e}"),
             after: None,
         }),
@@ -125,7 +134,7 @@ fn static_credentials(cloud: Cloud, secret: &Secret, name: &str) -> Result<Resol
                     session_token: get("sessionToken"),
                 }),
                 _ => Err(Failure::stalled(
-                    "CredentialsInvalid",
+                    Reason::CredentialsInvalid,
                     format!(
                         "Secret '{name}' lacks {}: AWS credentials need accessKeyId and secretAccessKey",
                         missing.join(" and ")
@@ -134,7 +143,7 @@ fn static_credentials(cloud: Cloud, secret: &Secret, name: &str) -> Result<Resol
             }
         }
         other => Err(Failure::stalled(
-            "UnsupportedForProvider",
+            Reason::UnsupportedForProvider,
             format!(
                 "credentials from a Secret are not supported for {other} yet: use source Environment or WorkloadIdentity"
             ),
@@ -175,7 +184,7 @@ mod tests {
     #[test]
     fn missing_keys_are_named() {
         let err = static_credentials(Cloud::Aws, &secret(&[("accessKeyId", "AKIA")]), "aws").expect_err("incomplete");
-        assert_eq!(err.reason(), "CredentialsInvalid");
+        assert_eq!(err.reason(), Reason::CredentialsInvalid);
         assert!(err.to_string().contains("lacks secretAccessKey"), "{err}");
     }
 }

@@ -28,8 +28,8 @@ pub async fn reconcile(config: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result
         let was = old
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
             .map(|c| c.reason.as_str());
-        if let Some(f) = failure.filter(|f| was != Some(f.reason())) {
-            publish(&ctx, &*config, EventType::Warning, f.reason(), f.to_string()).await;
+        if let Some(f) = failure.filter(|f| was != Some(f.reason().as_str())) {
+            publish(&ctx, &*config, EventType::Warning, f.reason().as_str(), f.to_string()).await;
         }
     }
     let key = key(&config);

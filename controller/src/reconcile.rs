@@ -1,6 +1,7 @@
 //! The one reconcile loop every kind runs: resolve the ProviderConfig, validate, observe,
 //! create or update from one diff, write status only when it changed, delete on cleanup.
 
+use cloudkit_crds::reason::Reason;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::error::{Error, Failure};
 use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
-use crate::status::{self, Outcome, READY};
+use crate::status::{self, Outcome, READY, STALLED};
 use crate::{connection_secret, provider};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
@@ -38,6 +39,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     pub stores: Stores,
+    /// How long a generation may fail for reasons that usually heal before it is reported
+    /// Stalled (`--stall-after`).
+    pub stall_after: Duration,
 }
 
 /// What a successful sync did.
@@ -174,7 +178,7 @@ async fn sync<K: ManagedKind>(
             write_status(api, obj, current, creating)
                 .await
                 .map_err(|e| Failure::Retrying {
-                    reason: "KubernetesError".into(),
+                    reason: Reason::KubernetesError,
                     message: format!("recording the external name before creating: {e}"),
                     after: None,
                 })?;
@@ -193,7 +197,7 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
         publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
         observed = Some(backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
-            reason: "ProviderError".into(),
+            reason: Reason::ProviderError,
             message: format!("'{name}' was created but is not visible yet"),
             after: Some(Duration::from_secs(2)),
         })?);
@@ -201,7 +205,7 @@ async fn sync<K: ManagedKind>(
     }
     let (Decision::Converge { diffs, adopting }, Some(observed)) = (decision, observed) else {
         return Err(Failure::stalled(
-            "InternalError",
+            Reason::InternalError,
             format!("'{name}' was neither found nor created"),
         ));
     };
@@ -210,7 +214,7 @@ async fn sync<K: ManagedKind>(
         backend.update(name, &desired, &diffs).await?;
         if backend.settles_async() {
             let after = backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
-                reason: "ProviderError".into(),
+                reason: Reason::ProviderError,
                 message: format!("'{name}' disappeared while being updated"),
                 after: None,
             })?;
@@ -292,7 +296,7 @@ async fn write_connection_secret<K: ManagedKind>(
     connection_secret::write(&ctx.client, obj, &secret.name, connection_secret::data(status, region))
         .await
         .map_err(|e| Failure::Retrying {
-            reason: "KubernetesError".into(),
+            reason: Reason::KubernetesError,
             message: format!("writing connection Secret '{}': {e}", secret.name),
             after: None,
         })
@@ -305,7 +309,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         && let Err(e) = connection_secret::delete(&ctx.client, &namespace, &secret.name).await
     {
         let failure = Failure::Retrying {
-            reason: "KubernetesError".into(),
+            reason: Reason::KubernetesError,
             message: format!("deleting connection Secret '{}': {e}", secret.name),
             after: None,
         };
@@ -330,7 +334,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
     let users = ctx.stores.referrers(K::KIND, &namespace, &obj.name_any());
     if !users.is_empty() && ctx.stores.cycle(K::KIND, &namespace, &obj.name_any()).is_none() {
         let failure = Failure::waiting(
-            "DependentsExist",
+            Reason::DependentsExist,
             format!(
                 "'{name}' is kept while {} still reference it: delete them first or remove the references \
                  (or set spec.deletionPolicy: Retain to release it now)",
@@ -385,26 +389,36 @@ async fn report_failure<K: ManagedKind>(
     failure: &Failure,
     current: &mut Option<ManagedStatus>,
 ) -> Result<(), Error> {
-    ctx.metrics.failed(&K::kind(&()), failure.reason());
-    let is_news = status::condition(current.as_ref(), READY)
-        .is_none_or(|c| c.reason != failure.reason() || c.message.as_deref() != Some(failure.to_string().as_str()));
+    ctx.metrics.failed(&K::kind(&()), failure.reason().as_str());
+    let is_news = status::condition(current.as_ref(), READY).is_none_or(|c| {
+        c.reason != failure.reason().as_str() || c.message.as_deref() != Some(failure.to_string().as_str())
+    });
     if is_news {
         let type_ = if let Failure::Waiting { .. } = failure {
-            info!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
+            info!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason().as_str(), "{failure}");
             EventType::Normal
         } else {
-            warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason(), "{failure}");
+            warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason().as_str(), "{failure}");
             EventType::Warning
         };
-        publish(ctx, obj, type_, failure.reason(), failure.to_string()).await;
+        publish(ctx, obj, type_, failure.reason().as_str(), failure.to_string()).await;
     }
-    let next = status::next(
+    let now = now();
+    let mut next = status::next(
         current.as_ref(),
         obj.meta().generation,
         name,
         &Outcome::Failed(failure),
-        &now(),
+        &now,
     );
+    let was_stalled = status::condition(current.as_ref(), STALLED).is_some_and(|c| c.status == "True");
+    if status::escalate(&mut next, failure, &now, ctx.stall_after) && !was_stalled {
+        let message = status::condition(Some(&next), STALLED)
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        warn!(kind = %K::kind(&()), object = %key(obj), reason = failure.reason().as_str(), "stalled: {message}");
+        publish(ctx, obj, EventType::Warning, "Stalled", message).await;
+    }
     write_status(api, obj, current, next).await
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::{Kind, ManagedStatus};
+use cloudkit_crds::reason::Reason;
 use cloudkit_crds::validation::FieldError;
 use cloudkit_crds::{Bucket, Function, Managed, Queue, Reference, Table, Topic};
 use cloudkit_reconcilers::Dependencies;
@@ -348,9 +349,9 @@ pub fn resolve(stores: &Stores, namespace: &str, refs: &[Reference]) -> Result<D
         return Ok(deps);
     }
     let reason = if missing.is_empty() {
-        "DependencyNotReady"
+        Reason::DependencyNotReady
     } else {
-        "DependencyNotFound"
+        Reason::DependencyNotFound
     };
     missing.extend(not_ready);
     Err(Failure::waiting(

@@ -1,9 +1,13 @@
 //! Conditions and status, following Kubernetes conventions so that kstatus-based tools
 //! (Flux, Argo CD, Helm, kpt, `kubectl wait`) judge health correctly: `Reconciling=True`
-//! while work is pending, `Stalled=True` only when a human must act, `Ready` always set.
+//! while work is pending, `Stalled=True` only when a human must act (or a failure that
+//! usually heals has lasted past `--stall-after`), `Ready` always set.
+
+use std::time::Duration;
 
 use cloudkit_crds::common::{Condition, FieldDrift, ManagedStatus};
 use cloudkit_crds::provider_config::ProviderConfigStatus;
+use cloudkit_crds::reason::{Heals, Reason};
 use cloudkit_reconcilers::Outputs;
 
 use crate::error::Failure;
@@ -39,44 +43,61 @@ pub fn next(
     now: &str,
 ) -> ManagedStatus {
     let mut status = old.cloned().unwrap_or_default();
-    if status.observed_generation != generation {
+    let same_generation = status.observed_generation == generation;
+    if !same_generation {
         // Drift found against an older manifest says nothing about this one.
         status.drift.clear();
     }
     status.observed_generation = generation;
-    let mut set = |type_: &str, value: bool, reason: &str, message: &str| {
+    // The clock `escalate` reads: since when this generation has failed for reasons that
+    // usually heal by themselves. A new generation may be the fix, so it starts over.
+    status.failing_since = match outcome {
+        Outcome::Failed(f) if f.reason().heals() == Heals::Usually && !matches!(f, Failure::Stalled { .. }) => Some(
+            status
+                .failing_since
+                .filter(|_| same_generation)
+                .unwrap_or_else(|| now.to_owned()),
+        ),
+        _ => None,
+    };
+    let mut set = |type_: &str, value: bool, reason: Reason, message: &str| {
         set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
     };
     match outcome {
         Outcome::Creating => {
-            set(READY, false, "Creating", "creating the cloud resource");
-            set(SYNCED, false, "Creating", "creating the cloud resource");
-            set(RECONCILING, true, "Creating", "creating the cloud resource");
-            set(STALLED, false, "Creating", "");
+            set(READY, false, Reason::Creating, "creating the cloud resource");
+            set(SYNCED, false, Reason::Creating, "creating the cloud resource");
+            set(RECONCILING, true, Reason::Creating, "creating the cloud resource");
+            set(STALLED, false, Reason::Creating, "");
         }
         Outcome::InSync { .. } => {
-            set(READY, true, "Available", "the cloud resource matches the manifest");
-            set(SYNCED, true, "ReconcileSuccess", "");
-            set(RECONCILING, false, "ReconcileSuccess", "");
-            set(STALLED, false, "ReconcileSuccess", "");
+            set(
+                READY,
+                true,
+                Reason::Available,
+                "the cloud resource matches the manifest",
+            );
+            set(SYNCED, true, Reason::ReconcileSuccess, "");
+            set(RECONCILING, false, Reason::ReconcileSuccess, "");
+            set(STALLED, false, Reason::ReconcileSuccess, "");
         }
         Outcome::Failed(Failure::Stalled { reason, message }) => {
-            set(READY, false, reason, message);
-            set(SYNCED, false, reason, message);
-            set(RECONCILING, false, reason, "");
-            set(STALLED, true, reason, message);
+            set(READY, false, *reason, message);
+            set(SYNCED, false, *reason, message);
+            set(RECONCILING, false, *reason, "");
+            set(STALLED, true, *reason, message);
         }
         Outcome::Failed(Failure::Retrying { reason, message, .. }) => {
-            set(READY, false, reason, message);
-            set(SYNCED, false, reason, message);
-            set(RECONCILING, true, "RetryingAfterError", message);
-            set(STALLED, false, reason, "");
+            set(READY, false, *reason, message);
+            set(SYNCED, false, *reason, message);
+            set(RECONCILING, true, Reason::RetryingAfterError, message);
+            set(STALLED, false, *reason, "");
         }
         Outcome::Failed(Failure::Waiting { reason, message, .. }) => {
-            set(READY, false, reason, message);
-            set(SYNCED, false, reason, message);
-            set(RECONCILING, true, reason, message);
-            set(STALLED, false, reason, "");
+            set(READY, false, *reason, message);
+            set(SYNCED, false, *reason, message);
+            set(RECONCILING, true, *reason, message);
+            set(STALLED, false, *reason, "");
         }
     }
     match outcome {
@@ -103,6 +124,44 @@ pub fn next(
     status
 }
 
+/// Reports a failure that usually heals by itself as `Stalled` once this generation has
+/// failed for longer than `stall_after` (`status.failingSince`): a pipeline waiting on the
+/// object should stop waiting and show it to a human. The controller keeps retrying, and
+/// the next success clears it. Returns whether it escalated.
+pub fn escalate(status: &mut ManagedStatus, failure: &Failure, now: &str, stall_after: Duration) -> bool {
+    let elapsed = |since: &str| {
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+        parse(now)
+            .zip(parse(since))
+            .and_then(|(now, since)| (now - since).to_std().ok())
+    };
+    let Some(failing) = status.failing_since.as_deref().and_then(elapsed) else {
+        return false;
+    };
+    if failing < stall_after || matches!(failure, Failure::Stalled { .. }) {
+        return false;
+    }
+    let reason = failure.reason();
+    let message = format!(
+        "{failure} (failing for {} on this generation; still retrying, and Ready once it heals)",
+        humanize(failing)
+    );
+    let generation = status.observed_generation;
+    set_condition(&mut status.conditions, RECONCILING, false, reason, "", generation, now);
+    set_condition(&mut status.conditions, STALLED, true, reason, &message, generation, now);
+    true
+}
+
+/// `1h5m`, `5m30s`, `42s`: how long a failure has lasted, for messages.
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
 /// A ProviderConfig's status: Ready when its settings are valid and its credentials are
 /// present (they are not tried against the cloud: resources using them report that).
 pub fn provider_config(
@@ -113,24 +172,29 @@ pub fn provider_config(
 ) -> ProviderConfigStatus {
     let mut status = old.cloned().unwrap_or_default();
     status.observed_generation = generation;
-    let mut set = |type_: &str, value: bool, reason: &str, message: &str| {
+    let mut set = |type_: &str, value: bool, reason: Reason, message: &str| {
         set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
     };
     match result {
         Ok(()) => {
-            set(READY, true, "Valid", "settings are valid and credentials are present");
-            set(RECONCILING, false, "Valid", "");
-            set(STALLED, false, "Valid", "");
+            set(
+                READY,
+                true,
+                Reason::Valid,
+                "settings are valid and credentials are present",
+            );
+            set(RECONCILING, false, Reason::Valid, "");
+            set(STALLED, false, Reason::Valid, "");
         }
         Err(Failure::Stalled { reason, message }) => {
-            set(READY, false, reason, message);
-            set(RECONCILING, false, reason, "");
-            set(STALLED, true, reason, message);
+            set(READY, false, *reason, message);
+            set(RECONCILING, false, *reason, "");
+            set(STALLED, true, *reason, message);
         }
         Err(Failure::Retrying { reason, message, .. } | Failure::Waiting { reason, message, .. }) => {
-            set(READY, false, reason, message);
-            set(RECONCILING, true, "RetryingAfterError", message);
-            set(STALLED, false, reason, "");
+            set(READY, false, *reason, message);
+            set(RECONCILING, true, Reason::RetryingAfterError, message);
+            set(STALLED, false, *reason, "");
         }
     }
     status
@@ -145,7 +209,7 @@ fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
     value: bool,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: &str,
@@ -154,7 +218,7 @@ fn set_condition(
     let new = Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.to_string(),
         message: Some(message.to_owned()).filter(|m| !m.is_empty()),
         last_transition_time: now.to_owned(),
         observed_generation: generation,
@@ -248,7 +312,7 @@ mod tests {
 
     #[test]
     fn stalled_needs_a_human_and_keeps_transition_time_while_unchanged() {
-        let f = Failure::stalled("InvalidSpec", "metadata.name: bad");
+        let f = Failure::stalled(Reason::InvalidSpec, "metadata.name: bad");
         let s = next(None, Some(2), "B", &Outcome::Failed(&f), T0);
         assert_eq!(get(&s, STALLED).status, "True");
         assert_eq!(get(&s, READY).reason, "InvalidSpec");
@@ -262,7 +326,7 @@ mod tests {
     #[test]
     fn retrying_is_reconciling_not_stalled() {
         let f = Failure::Retrying {
-            reason: "ProviderError".into(),
+            reason: Reason::ProviderError,
             message: "503".into(),
             after: None,
         };
@@ -276,7 +340,7 @@ mod tests {
     #[test]
     fn waiting_is_reconciling_with_its_own_reason() {
         let f = Failure::waiting(
-            "DependencyNotReady",
+            Reason::DependencyNotReady,
             "Queue/dlq is not Ready",
             std::time::Duration::from_secs(5),
         );
@@ -292,7 +356,7 @@ mod tests {
     #[test]
     fn recovery_flips_transition_times_and_keeps_last_drift() {
         let f = Failure::Retrying {
-            reason: "ProviderError".into(),
+            reason: Reason::ProviderError,
             message: "503".into(),
             after: None,
         };
@@ -343,14 +407,86 @@ mod tests {
                 .map(|c| c.status.as_str()),
             Some("True")
         );
-        let f = Failure::stalled("CredentialsNotFound", "Secret 'aws' not found");
+        let f = Failure::stalled(Reason::InvalidProviderConfig, "region: not a region");
         let bad = provider_config(Some(&ok), Some(2), Err(&f), T1);
         let stalled = bad.conditions.iter().find(|c| c.type_ == STALLED).expect("Stalled");
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
-            ("True", "CredentialsNotFound")
+            ("True", "InvalidProviderConfig")
         );
         assert_eq!(bad.observed_generation, Some(2));
+    }
+
+    /// Reasons that usually heal start a clock on their generation; past `stall_after` the
+    /// object reads Stalled (still retried); success or a new generation resets it.
+    #[test]
+    fn failures_that_usually_heal_escalate_after_the_bound() {
+        const LATER: &str = "2026-01-01T00:05:01Z";
+        let stall_after = Duration::from_secs(300);
+        let missing = Failure::waiting(
+            Reason::ProviderConfigNotFound,
+            "ProviderConfig 'aws' not found",
+            Duration::from_secs(10),
+        );
+        let mut first = next(None, Some(1), "b", &Outcome::Failed(&missing), T0);
+        assert_eq!(first.failing_since.as_deref(), Some(T0));
+        assert!(!escalate(&mut first, &missing, T0, stall_after));
+        assert_eq!(get(&first, RECONCILING).status, "True");
+        assert_eq!(get(&first, STALLED).status, "False");
+
+        // Another reason that usually heals keeps the clock: still the same generation failing.
+        let denied = Failure::Retrying {
+            reason: Reason::AccessDenied,
+            message: "403".into(),
+            after: None,
+        };
+        let mut second = next(Some(&first), Some(1), "b", &Outcome::Failed(&denied), T1);
+        assert_eq!(second.failing_since.as_deref(), Some(T0));
+        assert!(!escalate(&mut second, &denied, "2026-01-01T00:04:59Z", stall_after));
+        assert!(escalate(&mut second, &denied, LATER, stall_after));
+        assert_eq!(get(&second, STALLED).status, "True");
+        assert_eq!(get(&second, STALLED).reason, "AccessDenied");
+        let message = get(&second, STALLED).message.clone().unwrap_or_default();
+        assert!(message.starts_with("403 (failing for 5m1s"), "{message}");
+        assert_eq!(get(&second, RECONCILING).status, "False");
+        assert_eq!(get(&second, READY).message.as_deref(), Some("403"));
+
+        // A new generation may be the fix: the clock starts over.
+        let third = next(Some(&second), Some(2), "b", &Outcome::Failed(&denied), LATER);
+        assert_eq!(third.failing_since.as_deref(), Some(LATER));
+
+        // Waiting on a dependency that is itself reconciling never escalates; success clears.
+        let waits = Failure::waiting(
+            Reason::DependencyNotReady,
+            "Queue/q is not Ready",
+            Duration::from_secs(10),
+        );
+        let mut waiting = next(Some(&second), Some(1), "b", &Outcome::Failed(&waits), LATER);
+        assert_eq!(waiting.failing_since, None);
+        assert!(!escalate(&mut waiting, &waits, LATER, stall_after));
+        let o = outputs();
+        let ok = next(
+            Some(&second),
+            Some(1),
+            "b",
+            &Outcome::InSync {
+                outputs: &o,
+                drift: vec![],
+                changed: false,
+            },
+            LATER,
+        );
+        assert_eq!(ok.failing_since, None);
+        assert_eq!(get(&ok, STALLED).status, "False");
+    }
+
+    #[test]
+    fn human_only_reasons_are_stalled_at_once_and_start_no_clock() {
+        let bad = Failure::stalled(Reason::InvalidSpec, "spec.externalName: too long");
+        let mut s = next(None, Some(1), "b", &Outcome::Failed(&bad), T0);
+        assert_eq!(s.failing_since, None);
+        assert_eq!(get(&s, STALLED).status, "True");
+        assert!(!escalate(&mut s, &bad, T1, Duration::ZERO));
     }
 
     #[test]

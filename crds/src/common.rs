@@ -172,6 +172,11 @@ pub struct ManagedStatus {
     /// Drift found at the last observation and corrected by the controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<FieldDrift>,
+    /// Since when this generation has failed for a reason that usually heals by itself
+    /// (a ProviderConfig, Secret or dependency not there yet, a cloud error); once older than
+    /// the controller's `--stall-after` the object is reported `Stalled`. Cleared on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
     /// When the controller last created, updated or adopted the cloud resource. Quiet
     /// resyncs that find nothing to change leave it (and the whole status) untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]

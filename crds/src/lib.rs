@@ -36,6 +36,7 @@ pub mod common;
 pub mod function;
 pub mod provider_config;
 pub mod queue;
+pub mod reason;
 pub mod table;
 pub mod topic;
 pub mod validation;
@@ -119,6 +120,33 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Topic::crd(),
         Function::crd(),
     ]
+    .into_iter()
+    .map(unobserved_until_reconciled)
+    .collect()
+}
+
+/// `status.observedGeneration` reads -1 until the controller writes it (the apiserver
+/// defaults it on every read, persisting it with the next write), so kstatus (Flux, kpt,
+/// Helm 4) judges a new or changed object InProgress instead of Current-with-no-status.
+/// `status` itself needs the `{}` default: a nested default applies only inside an
+/// object that exists. Tried on kube-apiserver 1.20 with kpt: without it `kpt live apply`
+/// reports a broken object "successful" the moment it is created.
+fn unobserved_until_reconciled(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        let Some(status) = status else { continue };
+        status.default = Some(JSON(serde_json::json!({})));
+        if let Some(observed) = status.properties.as_mut().and_then(|p| p.get_mut("observedGeneration")) {
+            observed.default = Some(JSON(serde_json::json!(-1)));
+        }
+    }
+    crd
 }
 
 /// The CRDs as one multi-document YAML stream, as `cloudkit crds` prints it.
@@ -180,6 +208,29 @@ mod tests {
                     crd.spec.names.kind
                 );
             }
+        }
+    }
+
+    /// kstatus must see a never-reconciled object as InProgress (see unobserved_until_reconciled).
+    #[test]
+    fn every_status_reads_unobserved_until_the_controller_writes() {
+        for crd in crds() {
+            let schema = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| s.properties.as_ref())
+                .and_then(|p| p.get("status"))
+                .cloned()
+                .unwrap_or_default();
+            let kind = &crd.spec.names.kind;
+            assert_eq!(schema.default.map(|d| d.0), Some(serde_json::json!({})), "{kind}");
+            let observed = schema.properties.unwrap_or_default().remove("observedGeneration");
+            assert_eq!(
+                observed.and_then(|o| o.default).map(|d| d.0),
+                Some(serde_json::json!(-1)),
+                "{kind}"
+            );
         }
     }
 

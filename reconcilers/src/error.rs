@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use cloudkit_crds::Cloud;
+use cloudkit_crds::reason::Reason;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -13,11 +14,13 @@ pub enum CloudError {
 
     /// The cloud refused the request as it stands; retrying the same request will not help.
     #[error("{message}")]
-    Rejected { reason: &'static str, message: String },
+    Rejected { reason: Reason, message: String },
 
-    /// A passing failure (network, throttling, server error, eventual consistency).
+    /// A passing failure (network, throttling, server error, eventual consistency), or one
+    /// someone may fix outside Kubernetes at any time (permissions, a bucket's objects).
     #[error("{message}")]
     Transient {
+        reason: Reason,
         message: String,
         retry_after: Option<Duration>,
     },
@@ -26,6 +29,7 @@ pub enum CloudError {
 impl CloudError {
     pub fn transient(message: impl Into<String>) -> Self {
         Self::Transient {
+            reason: Reason::ProviderError,
             message: message.into(),
             retry_after: None,
         }
@@ -37,11 +41,10 @@ impl CloudError {
     }
 
     /// The condition reason users see.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Unsupported { .. } => "UnsupportedForProvider",
-            Self::Rejected { reason, .. } => reason,
-            Self::Transient { .. } => "ProviderError",
+            Self::Unsupported { .. } => Reason::UnsupportedForProvider,
+            Self::Rejected { reason, .. } | Self::Transient { reason, .. } => *reason,
         }
     }
 

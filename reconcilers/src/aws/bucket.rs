@@ -9,6 +9,7 @@ use aws_sdk_s3::types::{
 };
 use cloudkit_crds::bucket::PublicAccessBlock;
 use cloudkit_crds::common::Tags;
+use cloudkit_crds::reason::Reason;
 use cloudkit_drift::{FieldDiff, touches};
 
 use super::{Clients, classify, error_code};
@@ -122,10 +123,13 @@ impl ExternalResource for S3Bucket {
         match self.client.head_bucket().bucket(name).send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
-            // S3 answers 403 for a name that another account owns; retrying cannot help.
+            // S3 answers 403 for a name another account owns (a human must pick another) and for
+            // missing permissions (which may be granted any time): retried, and reported
+            // Stalled once it lasts.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
-                return Err(CloudError::Rejected {
-                    reason: "AccessDenied",
+                return Err(CloudError::Transient {
+                    reason: Reason::AccessDenied,
+                    retry_after: None,
                     message: format!(
                         "bucket '{name}' exists but these credentials may not read it: another AWS account owns \
                          the name (choose another spec.externalName), or the credentials lack s3:ListBucket on it"
@@ -166,7 +170,7 @@ impl ExternalResource for S3Bucket {
             // A retry after a lost response, or a restart mid-create: the bucket is ours.
             Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_exists()) => Err(CloudError::Rejected {
-                reason: "ExternalNameTaken",
+                reason: Reason::ExternalNameTaken,
                 message: format!(
                     "bucket name '{name}' is taken by another AWS account (names are global): choose another spec.externalName"
                 ),
@@ -203,7 +207,7 @@ impl ExternalResource for S3Bucket {
                     .map(|(k, v)| Tag::builder().key(k).value(v).build())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| CloudError::Rejected {
-                        reason: "InvalidSpec",
+                        reason: Reason::InvalidSpec,
                         message: format!("spec.tags: {e}"),
                     })?;
                 let tagging =
@@ -211,7 +215,7 @@ impl ExternalResource for S3Bucket {
                         .set_tag_set(Some(tag_set))
                         .build()
                         .map_err(|e| CloudError::Rejected {
-                            reason: "InvalidSpec",
+                            reason: Reason::InvalidSpec,
                             message: format!("spec.tags: {e}"),
                         })?;
                 let out = self
@@ -250,7 +254,7 @@ impl ExternalResource for S3Bucket {
             }
             .build()
             .map_err(|e| CloudError::Rejected {
-                reason: "InvalidSpec",
+                reason: Reason::InvalidSpec,
                 message: format!("spec.encryption: {e}"),
             })?;
             let rule = ServerSideEncryptionRule::builder()
@@ -260,7 +264,7 @@ impl ExternalResource for S3Bucket {
                 .rules(rule)
                 .build()
                 .map_err(|e| CloudError::Rejected {
-                    reason: "InvalidSpec",
+                    reason: Reason::InvalidSpec,
                     message: format!("spec.encryption: {e}"),
                 })?;
             let out = self
@@ -281,6 +285,7 @@ impl ExternalResource for S3Bucket {
             Err(e) if error_code(&e) == Some("NoSuchBucket") => Ok(()),
             // Deleting objects is never implied; the user decides what happens to the data.
             Err(e) if error_code(&e) == Some("BucketNotEmpty") => Err(CloudError::Transient {
+                reason: Reason::BucketNotEmpty,
                 message: format!(
                     "bucket '{name}' is not empty: delete its objects (and versions), or set deletionPolicy: Retain to keep it"
                 ),

@@ -7,6 +7,7 @@
 //! the location, the object's ETag and the resulting `CodeSha256`; the code counts as current
 //! while the object keeps that ETag and the function keeps that `CodeSha256`.
 
+use cloudkit_crds::reason::Reason;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -381,6 +382,7 @@ where
         .to_owned();
     if error_code(&err) == Some("ResourceConflictException") {
         return CloudError::Transient {
+            reason: Reason::ProviderError,
             message: format!("{operation} {name}: the function is busy with another change ({message}); trying again"),
             retry_after: Some(Duration::from_secs(3)),
         };
@@ -507,7 +509,7 @@ impl ExternalResource for LambdaFunction {
             // Observed absent a moment ago: someone else's function appeared in between.
             Err(e) if error_code(&e) == Some("ResourceConflictException") => {
                 return Err(CloudError::Rejected {
-                    reason: "AlreadyExists",
+                    reason: Reason::AlreadyExists,
                     message: format!(
                         "a function named '{name}' already exists: choose another name, or set spec.externalName: \
                          {name} to adopt it"

@@ -6,6 +6,7 @@ pub mod queue;
 pub mod table;
 pub mod topic;
 
+use cloudkit_crds::reason::Reason;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -228,18 +229,20 @@ where
                 CloudError::transient(message)
             } else if status == 403 {
                 // Permissions can be granted outside Kubernetes at any time, so keep trying.
-                CloudError::transient(format!(
-                    "{message}; check the ProviderConfig's credentials and their permissions"
-                ))
+                CloudError::Transient {
+                    reason: Reason::AccessDenied,
+                    message: format!("{message}; check the ProviderConfig's credentials and their permissions"),
+                    retry_after: None,
+                }
             } else {
                 CloudError::Rejected {
-                    reason: "CloudRejected",
+                    reason: Reason::CloudRejected,
                     message,
                 }
             }
         }
         SdkError::ConstructionFailure(_) => CloudError::Rejected {
-            reason: "InvalidRequest",
+            reason: Reason::InvalidRequest,
             message: format!("{operation} {name}: {}", causes(&err)),
         },
         _ => CloudError::transient(format!("{operation} {name}: {}", causes(&err))),
@@ -318,7 +321,7 @@ mod tests {
         ] {
             let err = classify("GetBucketTagging", "b", service_error(status, Some(code)));
             assert!(err.is_retryable(), "{status} {code}: {err}");
-            assert_eq!(err.reason(), "ProviderError");
+            assert_eq!(err.reason(), Reason::ProviderError);
         }
     }
 
@@ -326,6 +329,7 @@ mod tests {
     fn access_denied_is_retried_with_a_hint() {
         let err = classify("GetBucketTagging", "b", service_error(403, Some("AccessDenied")));
         assert!(err.is_retryable());
+        assert_eq!(err.reason(), Reason::AccessDenied);
         assert!(
             err.to_string().contains("check the ProviderConfig's credentials"),
             "{err}"
@@ -336,7 +340,7 @@ mod tests {
     fn other_client_errors_need_a_human() {
         let err = classify("GetBucketTagging", "b", service_error(400, Some("InvalidArgument")));
         assert!(!err.is_retryable());
-        assert_eq!(err.reason(), "CloudRejected");
+        assert_eq!(err.reason(), Reason::CloudRejected);
         assert_eq!(
             err.to_string(),
             "GetBucketTagging b: InvalidArgument (HTTP 400): details"

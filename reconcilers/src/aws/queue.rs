@@ -1,5 +1,6 @@
 //! SQS queues: attributes, dead-letter redrive policy, encryption and tags.
 
+use cloudkit_crds::reason::Reason;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -128,6 +129,7 @@ impl ExternalResource for SqsQueue {
         match request.send().await {
             Ok(_) => Ok(()),
             Err(e) if error_code(&e) == Some("QueueDeletedRecently") => Err(CloudError::Transient {
+                reason: Reason::ProviderError,
                 message: format!(
                     "queue '{name}' was deleted less than 60 seconds ago; SQS allows its name again after that"
                 ),
@@ -136,7 +138,7 @@ impl ExternalResource for SqsQueue {
             // Same name, other creation attributes: someone else's queue, appearing between observe and create.
             Err(e) if matches!(error_code(&e), Some("QueueNameExists" | "QueueAlreadyExists")) => {
                 Err(CloudError::Rejected {
-                    reason: "AlreadyExists",
+                    reason: Reason::AlreadyExists,
                     message: format!(
                         "a queue named '{name}' already exists with other settings: choose another name, or set spec.externalName: {name} to adopt it"
                     ),

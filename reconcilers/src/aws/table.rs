@@ -5,6 +5,7 @@
 //! `update` makes at most one `UpdateTable` change per call; the loop observes again, waits
 //! while the table is busy and comes back for what is left.
 
+use cloudkit_crds::reason::Reason;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -164,7 +165,7 @@ impl DynamoTable {
 
 fn built<T>(result: Result<T, BuildError>) -> Result<T, CloudError> {
     result.map_err(|e| CloudError::Rejected {
-        reason: "InvalidRequest",
+        reason: Reason::InvalidRequest,
         message: e.to_string(),
     })
 }

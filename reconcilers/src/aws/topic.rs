@@ -1,6 +1,7 @@
 //! SNS topics: attributes, tags, and subscriptions with the grants that let them deliver
 //! (a statement in the SQS queue's access policy, a Lambda resource-policy permission).
 
+use cloudkit_crds::reason::Reason;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -494,7 +495,7 @@ impl SnsTopic {
                     return Ok(());
                 }
                 let merged = merge_statement(current.as_deref(), statement).map_err(|m| CloudError::Rejected {
-                    reason: "CloudRejected",
+                    reason: Reason::CloudRejected,
                     message: format!("cannot add to the access policy of queue {url}: {m}; fix or remove that policy"),
                 })?;
                 self.set_queue_policy(&url, merged, name).await
@@ -799,7 +800,7 @@ impl ExternalResource for SnsTopic {
                     .map(|(k, v)| Tag::builder().key(k).value(v).build())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| CloudError::Rejected {
-                        reason: "InvalidRequest",
+                        reason: Reason::InvalidRequest,
                         message: format!("TagResource {name}: {e}"),
                     })?;
                 self.sns

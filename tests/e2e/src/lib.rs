@@ -125,6 +125,11 @@ impl Harness {
     }
 
     pub fn start_controller(&mut self) {
+        self.start_controller_with(&[]);
+    }
+
+    /// Starts the controller with `extra` flags after the harness's own.
+    pub fn start_controller_with(&mut self, extra: &[&str]) {
         let bin = required_env("CLOUDKIT_BIN");
         // A free port now; taken by the controller a moment later.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
@@ -146,6 +151,7 @@ impl Harness {
                 "--log-format",
                 "json",
             ])
+            .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))

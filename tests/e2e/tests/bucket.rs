@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
 use cloudkit_crds::{ProviderConfig, Queue};
-use cloudkit_e2e::{CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation};
+use cloudkit_e2e::{CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation, ready_reason};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -292,20 +292,45 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
     );
 }
 
+/// A ProviderConfig applied after the objects using it (one commit, any order) is not a
+/// failure: they wait, Reconciling. Only when it stays missing past --stall-after are they
+/// reported Stalled, and they still recover by themselves once it is created.
 #[tokio::test]
-async fn missing_provider_config_stalls_then_recovers_when_created() {
-    let h = Harness::new("noconfig").await;
+async fn missing_provider_config_waits_then_stalls_then_recovers_when_created() {
+    let mut h = Harness::new("noconfig").await;
+    h.kill_controller();
+    h.start_controller_with(&["--stall-after", "4s"]);
     let name = h.bucket_name("later");
     h.apply_bucket(&name, json!({"providerConfigRef": {"name": "not-yet"}}))
         .await;
-    let (_, message) = h.wait_stalled(&name, "ProviderConfigNotFound").await;
+    let waiting = h
+        .wait_bucket(&name, "ProviderConfigNotFound", |b| {
+            ready_reason(b).as_deref() == Some("ProviderConfigNotFound")
+        })
+        .await;
+    assert!(is_true(&waiting, "Reconciling"), "{:?}", waiting.status);
+    assert!(!is_true(&waiting, "Stalled"), "{:?}", waiting.status);
+    assert!(waiting.status.as_ref().and_then(|s| s.failing_since.as_ref()).is_some());
+
+    let (stalled, message) = h.wait_stalled(&name, "ProviderConfigNotFound").await;
     assert!(message.contains("ProviderConfig 'not-yet' not found"), "{message}");
+    let why = condition(stalled.status.as_ref(), "Stalled")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(why.contains("failing for") && why.contains("still retrying"), "{why}");
+    assert!(!is_true(&stalled, "Reconciling"));
+    eventually("a Stalled Warning event", || async {
+        h.event_reasons(&name).await.iter().any(|r| r == "Stalled")
+    })
+    .await;
     assert!(!h.bucket_exists(&name).await);
 
     // Creating the ProviderConfig wakes the bucket up without waiting out its backoff.
     h.provider_config("not-yet", &h.endpoint).await;
-    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let ready = h.wait_bucket(&name, "Ready", ready_at_generation).await;
     assert!(h.bucket_exists(&name).await);
+    assert!(!is_true(&ready, "Stalled"));
+    assert_eq!(ready.status.and_then(|s| s.failing_since), None);
 }
 
 #[tokio::test]
@@ -389,10 +414,14 @@ async fn provider_configs_report_their_own_health() {
             .is_some_and(|c| c.status == "True")
     })
     .await;
-    eventually("nosecret Stalled with CredentialsNotFound", || async {
-        pc_condition("nosecret", "Stalled")
+    // External Secrets may create it a moment later: waiting, not failed.
+    eventually("nosecret Reconciling with CredentialsNotFound", || async {
+        pc_condition("nosecret", "Reconciling")
             .await
-            .is_some_and(|c| c.status == "True" && c.reason == "CredentialsNotFound")
+            .is_some_and(|c| c.status == "True" && c.reason == "RetryingAfterError")
+            && pc_condition("nosecret", "Ready")
+                .await
+                .is_some_and(|c| c.status == "False" && c.reason == "CredentialsNotFound")
     })
     .await;
     let message = pc_condition("nosecret", "Ready")
