@@ -37,6 +37,7 @@ pub mod function;
 pub mod provider_config;
 pub mod queue;
 pub mod reason;
+pub mod reference;
 pub mod table;
 pub mod topic;
 pub mod validation;
