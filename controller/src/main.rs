@@ -365,6 +365,12 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Keeps each ProviderConfig's own status current until a shutdown signal.
 async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc<Context>) {
+    // A deleted ProviderConfig is let go when no cached object uses it: with caches not yet
+    // filled, that would be every one.
+    if let Err(e) = ctx.stores.wait_until_ready().await {
+        error!("object caches: {e}");
+        return;
+    }
     Controller::new(api::<ProviderConfig>(client, namespace), watcher::Config::default())
         .shutdown_on_signal()
         .run(provider_config::reconcile, provider_config::error_policy, ctx)

@@ -1,38 +1,62 @@
-//! Status for ProviderConfigs, so a broken one shows up on itself (and in Flux or Argo CD),
-//! not only on the resources that use it.
+//! ProviderConfigs: their own status, so a broken one shows up on itself (and in Flux or
+//! Argo CD), not only on the resources that use it; and a finalizer that keeps one while
+//! objects still use it, so deleting a whole stack (`kubectl delete -f stack/`, `kpt live
+//! destroy`) does not take away the credentials their cleanup needs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cloudkit_crds::ProviderConfig;
+use cloudkit_crds::reason::Reason;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
-use crate::error::Error;
+use crate::error::{Error, Failure};
 use crate::provider;
 use crate::reconcile::{Context, apply_status, now, publish};
 use crate::status;
 
+/// Held while any object in the namespace names the ProviderConfig.
+pub const IN_USE: &str = "cloudkit.dev/provider-config-in-use";
+
 /// A Ready ProviderConfig is re-checked this often, since its Secret is not watched.
 const RECHECK: Duration = Duration::from_secs(600);
 
+/// How often a deleted ProviderConfig looks again for the objects still using it. It reads
+/// the controller's caches only, so this costs no API call.
+const USERS_RECHECK: Duration = Duration::from_secs(2);
+
 pub async fn reconcile(config: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let result = provider::from_config(&ctx.client, &config).await.map(|_| ());
-    let failure = result.as_ref().err();
-    let old = config.status.as_ref();
-    let next = status::provider_config(old, config.meta().generation, result.as_ref().copied(), &now());
-    if old != Some(&next) {
-        let api: Api<ProviderConfig> = Api::namespaced(ctx.client.clone(), &config.namespace().unwrap_or_default());
-        apply_status(&api, &config.name_any(), &next).await?;
-        let was = old
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
-            .map(|c| c.reason.as_str());
-        if let Some(f) = failure.filter(|f| was != Some(f.reason().as_str())) {
-            publish(&ctx, &*config, EventType::Warning, f.reason().as_str(), f.to_string()).await;
+    let api: Api<ProviderConfig> = Api::namespaced(ctx.client.clone(), &config.namespace().unwrap_or_default());
+    finalizer(&api, IN_USE, config, |event| async {
+        match event {
+            FinalizerEvent::Apply(config) => check(&api, &config, &ctx).await,
+            FinalizerEvent::Cleanup(config) => release(&api, &config, &ctx).await,
         }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+pub fn error_policy(config: Arc<ProviderConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(inner) = err
+        && let finalizer::Error::CleanupFailed(Error::Cleanup(failure)) = inner.as_ref()
+    {
+        return Action::requeue(failure.retry_after().unwrap_or(USERS_RECHECK));
     }
     let key = key(&config);
+    tracing::warn!(object = %key, error = %err, "ProviderConfig reconcile failed");
+    Action::requeue(ctx.backoff.next(&key, None))
+}
+
+/// Validates the settings and the credentials, and says so in status.
+async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context) -> Result<Action, Error> {
+    let result = provider::from_config(&ctx.client, config).await.map(|_| ());
+    let failure = result.as_ref().err();
+    write_status(api, config, ctx, failure).await?;
+    let key = key(config);
     Ok(match failure {
         None => {
             ctx.backoff.reset(&key);
@@ -42,10 +66,49 @@ pub async fn reconcile(config: Arc<ProviderConfig>, ctx: Arc<Context>) -> Result
     })
 }
 
-pub fn error_policy(config: Arc<ProviderConfig>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = key(&config);
-    tracing::warn!(object = %key, error = %err, "ProviderConfig status update failed");
-    Action::requeue(ctx.backoff.next(&key, None))
+/// Lets a deleted ProviderConfig go once nothing uses it; until then it stays, Ready=False
+/// with `DependentsExist` naming the users, and the objects' own cleanup can still reach
+/// their cloud.
+async fn release(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context) -> Result<Action, Error> {
+    let users = ctx
+        .stores
+        .users_of_provider_config(&config.namespace().unwrap_or_default(), &config.name_any());
+    if users.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let failure = Failure::waiting(
+        Reason::DependentsExist,
+        format!(
+            "kept while {} still use it (their deletion needs its credentials); it goes once they are gone",
+            users.join(", ")
+        ),
+        USERS_RECHECK,
+    );
+    write_status(api, config, ctx, Some(&failure)).await?;
+    Err(Error::Cleanup(failure))
+}
+
+/// Writes the status `failure` (or its absence) implies when it differs, with a Warning
+/// event when the reason is new.
+async fn write_status(
+    api: &Api<ProviderConfig>,
+    config: &ProviderConfig,
+    ctx: &Context,
+    failure: Option<&Failure>,
+) -> Result<(), Error> {
+    let old = config.status.as_ref();
+    let next = status::provider_config(old, config.meta().generation, failure.map_or(Ok(()), Err), &now());
+    if old == Some(&next) {
+        return Ok(());
+    }
+    apply_status(api, &config.name_any(), &next).await?;
+    let was = old
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
+        .map(|c| c.reason.as_str());
+    if let Some(f) = failure.filter(|f| was != Some(f.reason().as_str())) {
+        publish(ctx, config, EventType::Warning, f.reason().as_str(), f.to_string()).await;
+    }
+    Ok(())
 }
 
 fn key(config: &ProviderConfig) -> String {

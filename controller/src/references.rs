@@ -247,6 +247,19 @@ fn entries<K: Managed>(store: &Store<K>, kind: Kind) -> impl Iterator<Item = (Ke
         .map(move |o| (key_of(&*o, kind), o.references()))
 }
 
+fn users<'a, K: Managed>(
+    store: &Store<K>,
+    kind: Kind,
+    namespace: &'a str,
+    config: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    store
+        .state()
+        .into_iter()
+        .filter(move |o| o.namespace().as_deref() == Some(namespace) && o.managed().provider_config_ref.name == config)
+        .map(move |o| format!("{kind}/{}", o.name_any()))
+}
+
 impl Stores {
     /// The caches, and the graph of what they hold now. The controller's caches start empty:
     /// each kind's `announcer` then keeps the graph in step with its own.
@@ -287,6 +300,28 @@ impl Stores {
             Kind::Topic => found(&self.topics, namespace, name),
             Kind::Function => found(&self.functions, namespace, name),
         }
+    }
+
+    /// Resolves once every kind's cache has its first full listing.
+    pub async fn wait_until_ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+        self.buckets.wait_until_ready().await?;
+        self.tables.wait_until_ready().await?;
+        self.queues.wait_until_ready().await?;
+        self.topics.wait_until_ready().await?;
+        self.functions.wait_until_ready().await
+    }
+
+    /// The objects (any kind) in `namespace` whose `spec.providerConfigRef` names `config`,
+    /// as `Bucket/assets`, sorted.
+    pub fn users_of_provider_config(&self, namespace: &str, config: &str) -> Vec<String> {
+        let mut users: Vec<String> = users(&self.buckets, Kind::Bucket, namespace, config)
+            .chain(users(&self.tables, Kind::Table, namespace, config))
+            .chain(users(&self.queues, Kind::Queue, namespace, config))
+            .chain(users(&self.topics, Kind::Topic, namespace, config))
+            .chain(users(&self.functions, Kind::Function, namespace, config))
+            .collect();
+        users.sort();
+        users
     }
 
     /// The objects (any kind, same namespace) whose specs reference `kind`/`name`, each

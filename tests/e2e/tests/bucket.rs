@@ -333,6 +333,48 @@ async fn missing_provider_config_waits_then_stalls_then_recovers_when_created() 
     assert_eq!(ready.status.and_then(|s| s.failing_since), None);
 }
 
+/// Deleting a whole stack deletes the ProviderConfig too, at the same moment: it must stay
+/// until the objects using it have cleaned up their cloud resources with its credentials.
+#[tokio::test]
+async fn a_deleted_provider_config_stays_until_its_users_are_gone() {
+    let h = Harness::new("pcdelete").await;
+    h.provider_config("shared", &h.endpoint).await;
+    let name = h.bucket_name("user");
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "shared"}}))
+        .await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let configs: Api<ProviderConfig> = Api::namespaced(h.client.clone(), &h.ns);
+    configs
+        .delete("shared", &Default::default())
+        .await
+        .expect("delete the ProviderConfig");
+    let ready_message = || async {
+        let pc = configs.get("shared").await.expect("get the ProviderConfig");
+        pc.status
+            .and_then(|s| {
+                s.conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready" && c.reason == "DependentsExist")
+            })
+            .and_then(|c| c.message)
+    };
+    eventually("the deleted ProviderConfig reports DependentsExist", || async {
+        ready_message().await.is_some()
+    })
+    .await;
+    let message = ready_message().await.unwrap_or_default();
+    assert!(message.contains(&format!("Bucket/{name}")), "{message}");
+    assert!(h.event_reasons("shared").await.iter().any(|r| r == "DependentsExist"));
+
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(!h.bucket_exists(&name).await, "the bucket was deleted from the cloud");
+    eventually("the ProviderConfig is gone", || async {
+        configs.get_opt("shared").await.expect("get").is_none()
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn unreachable_cloud_retries_then_converges() {
     let h = Harness::new("retry").await;
