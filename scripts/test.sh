@@ -45,6 +45,10 @@ step "end-to-end tests"
 if ! command -v lua5.4 >/dev/null; then
     apt-get install -y -q lua5.4 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q lua5.4 >/dev/null; }
 fi
+# kpt (the kstatus library Flux uses, as a command) comes with the Google Cloud CLI packages.
+if ! command -v kpt >/dev/null; then
+    apt-get install -y -q google-cloud-cli-kpt >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q google-cloud-cli-kpt >/dev/null; }
+fi
 cargo test -p cloudkit-e2e
 
 step "Helm chart"
