@@ -72,8 +72,21 @@ Container image reference.
 {{- end }}
 
 {{/*
-RBAC rules the controller needs on the objects it watches. Shared by the
-ClusterRole (all namespaces) and the Role (when watchNamespace is set).
+RBAC rules the controller needs on the objects it watches: exactly the calls the
+binary makes, no more (tests/chart/test.sh runs the real binary as this
+ServiceAccount and checks the denials). Shared by the ClusterRole (all
+namespaces) and the Role (when watchNamespace is set).
+- the six kinds: watched (get, list, watch); the finalizer is added and removed
+  with a JSON patch (patch). Never created, replaced or deleted.
+- their status: written with a server-side apply patch (patch).
+- no finalizers subresource: connection Secrets' owner references do not set
+  blockOwnerDeletion, so OwnerReferencesPermissionEnforcement does not ask for it.
+- Secrets: get (ProviderConfig credentials); create, patch, delete (connection
+  Secrets, spec.writeConnectionSecretToRef: a server-side apply patch, which
+  needs create as well when the Secret is new). Never list or watch: no Secret
+  is read in bulk.
+- events.k8s.io Events: create, patch (kube-runtime's Recorder).
+No Leases: there is no leader election yet (and so one replica only).
 */}}
 {{- define "cloudkit.rbacRules" -}}
 - apiGroups:
@@ -90,7 +103,6 @@ ClusterRole (all namespaces) and the Role (when watchNamespace is set).
     - list
     - watch
     - patch
-    - update
 - apiGroups:
     - cloudkit.dev
   resources:
@@ -100,25 +112,13 @@ ClusterRole (all namespaces) and the Role (when watchNamespace is set).
     - queues/status
     - topics/status
     - functions/status
-    - providerconfigs/finalizers
-    - buckets/finalizers
-    - tables/finalizers
-    - queues/finalizers
-    - topics/finalizers
-    - functions/finalizers
   verbs:
-    - get
-    - list
-    - watch
     - patch
-    - update
 - apiGroups:
     - ""
   resources:
     - secrets
   verbs:
-    # get: ProviderConfig credentials; create, patch, delete: connection Secrets
-    # (spec.writeConnectionSecretToRef). Never list or watch: no Secret is read in bulk.
     - get
     - create
     - patch
@@ -130,26 +130,18 @@ ClusterRole (all namespaces) and the Role (when watchNamespace is set).
   verbs:
     - create
     - patch
-- apiGroups:
-    - ""
-  resources:
-    - events
-  verbs:
-    - create
-    - patch
-{{ include "cloudkit.leaseRules" . }}
 {{- end }}
 
 {{/*
-Lease rules (leader election).
+Refuses values that would run two controllers at once: there is no leader
+election yet, so two would reconcile the same objects.
 */}}
-{{- define "cloudkit.leaseRules" -}}
-- apiGroups:
-    - coordination.k8s.io
-  resources:
-    - leases
-  verbs:
-    - get
-    - create
-    - update
+{{- define "cloudkit.validate" -}}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail (printf "replicaCount=%v is refused: leader election is not implemented yet, so a second controller would reconcile the same objects at once. Set replicaCount: 1." .Values.replicaCount) }}
+{{- end }}
+{{- $strategy := (.Values.strategy).type | default "Recreate" }}
+{{- if ne $strategy "Recreate" }}
+{{- fail (printf "strategy.type=%s is refused: leader election is not implemented yet, and a %s runs the old and the new controller at once. Use Recreate." $strategy $strategy) }}
+{{- end }}
 {{- end }}
