@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudkit_crds::ProviderConfig;
+use cloudkit_crds::provider_config::ProviderConfigStatus;
 use cloudkit_crds::reason::Reason;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -97,16 +98,28 @@ async fn write_status(
     failure: Option<&Failure>,
 ) -> Result<(), Error> {
     let old = config.status.as_ref();
-    let next = status::provider_config(old, config.meta().generation, failure.map_or(Ok(()), Err), &now());
+    let now = now();
+    let mut next = status::provider_config(old, config.meta().generation, failure.map_or(Ok(()), Err), &now);
+    let escalated = failure.is_some_and(|f| status::escalate_provider_config(&mut next, f, &now, ctx.stall_after));
     if old == Some(&next) {
         return Ok(());
     }
     apply_status(api, &config.name_any(), &next).await?;
-    let was = old
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
-        .map(|c| c.reason.as_str());
-    if let Some(f) = failure.filter(|f| was != Some(f.reason().as_str())) {
+    let condition = |status: Option<&ProviderConfigStatus>, type_: &str| {
+        status
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+            .cloned()
+    };
+    let was = condition(old, status::READY).map(|c| c.reason);
+    if let Some(f) = failure.filter(|f| was.as_deref() != Some(f.reason().as_str())) {
         publish(ctx, config, EventType::Warning, f.reason().as_str(), f.to_string()).await;
+    }
+    let was_stalled = condition(old, status::STALLED).is_some_and(|c| c.status == "True");
+    if escalated && !was_stalled {
+        let message = condition(Some(&next), status::STALLED)
+            .and_then(|c| c.message)
+            .unwrap_or_default();
+        publish(ctx, config, EventType::Warning, "Stalled", message).await;
     }
     Ok(())
 }

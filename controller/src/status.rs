@@ -51,15 +51,11 @@ pub fn next(
     status.observed_generation = generation;
     // The clock `escalate` reads: since when this generation has failed for reasons that
     // usually heal by themselves. A new generation may be the fix, so it starts over.
-    status.failing_since = match outcome {
-        Outcome::Failed(f) if f.reason().heals() == Heals::Usually && !matches!(f, Failure::Stalled { .. }) => Some(
-            status
-                .failing_since
-                .filter(|_| same_generation)
-                .unwrap_or_else(|| now.to_owned()),
-        ),
+    let failure = match outcome {
+        Outcome::Failed(f) => Some(*f),
         _ => None,
     };
+    status.failing_since = failing_since(status.failing_since.take(), same_generation, failure, now);
     let mut set = |type_: &str, value: bool, reason: Reason, message: &str| {
         set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
     };
@@ -129,13 +125,50 @@ pub fn next(
 /// object should stop waiting and show it to a human. The controller keeps retrying, and
 /// the next success clears it. Returns whether it escalated.
 pub fn escalate(status: &mut ManagedStatus, failure: &Failure, now: &str, stall_after: Duration) -> bool {
+    let generation = status.observed_generation;
+    escalate_conditions(
+        &mut status.conditions,
+        status.failing_since.as_deref(),
+        generation,
+        failure,
+        now,
+        stall_after,
+    )
+}
+
+/// [`escalate`] for a ProviderConfig.
+pub fn escalate_provider_config(
+    status: &mut ProviderConfigStatus,
+    failure: &Failure,
+    now: &str,
+    stall_after: Duration,
+) -> bool {
+    let generation = status.observed_generation;
+    escalate_conditions(
+        &mut status.conditions,
+        status.failing_since.as_deref(),
+        generation,
+        failure,
+        now,
+        stall_after,
+    )
+}
+
+fn escalate_conditions(
+    conditions: &mut Vec<Condition>,
+    failing_since: Option<&str>,
+    generation: Option<i64>,
+    failure: &Failure,
+    now: &str,
+    stall_after: Duration,
+) -> bool {
     let elapsed = |since: &str| {
         let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
         parse(now)
             .zip(parse(since))
             .and_then(|(now, since)| (now - since).to_std().ok())
     };
-    let Some(failing) = status.failing_since.as_deref().and_then(elapsed) else {
+    let Some(failing) = failing_since.and_then(elapsed) else {
         return false;
     };
     if failing < stall_after || matches!(failure, Failure::Stalled { .. }) {
@@ -146,10 +179,21 @@ pub fn escalate(status: &mut ManagedStatus, failure: &Failure, now: &str, stall_
         "{failure} (failing for {} on this generation; still retrying, and Ready once it heals)",
         humanize(failing)
     );
-    let generation = status.observed_generation;
-    set_condition(&mut status.conditions, RECONCILING, false, reason, "", generation, now);
-    set_condition(&mut status.conditions, STALLED, true, reason, &message, generation, now);
+    set_condition(conditions, RECONCILING, false, reason, "", generation, now);
+    set_condition(conditions, STALLED, true, reason, &message, generation, now);
     true
+}
+
+/// Since when a generation has failed for reasons that usually heal: kept while the same
+/// generation keeps failing so, restarted by a new generation (it may be the fix), cleared
+/// by anything else.
+fn failing_since(old: Option<String>, same_generation: bool, failure: Option<&Failure>, now: &str) -> Option<String> {
+    match failure {
+        Some(f) if f.reason().heals() == Heals::Usually && !matches!(f, Failure::Stalled { .. }) => {
+            Some(old.filter(|_| same_generation).unwrap_or_else(|| now.to_owned()))
+        }
+        _ => None,
+    }
 }
 
 /// `1h5m`, `5m30s`, `42s`: how long a failure has lasted, for messages.
@@ -171,7 +215,9 @@ pub fn provider_config(
     now: &str,
 ) -> ProviderConfigStatus {
     let mut status = old.cloned().unwrap_or_default();
+    let same_generation = status.observed_generation == generation;
     status.observed_generation = generation;
+    status.failing_since = failing_since(status.failing_since.take(), same_generation, result.err(), now);
     let mut set = |type_: &str, value: bool, reason: Reason, message: &str| {
         set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
     };
@@ -478,6 +524,36 @@ mod tests {
         );
         assert_eq!(ok.failing_since, None);
         assert_eq!(get(&ok, STALLED).status, "False");
+    }
+
+    /// A ProviderConfig whose Secret never comes escalates on the same bound, and Ready clears it.
+    #[test]
+    fn a_provider_config_that_keeps_failing_escalates_too() {
+        let stall_after = Duration::from_secs(300);
+        let missing = Failure::waiting(
+            Reason::CredentialsNotFound,
+            "Secret 'aws' not found",
+            Duration::from_secs(10),
+        );
+        let first = provider_config(None, Some(1), Err(&missing), T0);
+        assert_eq!(first.failing_since.as_deref(), Some(T0));
+        let mut later = provider_config(Some(&first), Some(1), Err(&missing), "2026-01-01T00:06:00Z");
+        assert_eq!(later.failing_since.as_deref(), Some(T0));
+        assert!(escalate_provider_config(
+            &mut later,
+            &missing,
+            "2026-01-01T00:06:00Z",
+            stall_after
+        ));
+        let stalled = later.conditions.iter().find(|c| c.type_ == STALLED).expect("Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "CredentialsNotFound")
+        );
+        let ok = provider_config(Some(&later), Some(1), Ok(()), "2026-01-01T00:07:00Z");
+        assert_eq!(ok.failing_since, None);
+        let stalled = ok.conditions.iter().find(|c| c.type_ == STALLED).expect("Stalled");
+        assert_eq!(stalled.status, "False");
     }
 
     #[test]

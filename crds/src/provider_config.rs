@@ -150,4 +150,9 @@ pub struct ProviderConfigStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Since when this generation has failed for a reason that usually heals by itself (its
+    /// Secret not there yet, users still there on delete); once older than the controller's
+    /// `--stall-after` it is reported `Stalled`. Cleared when it is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
 }
