@@ -8,6 +8,7 @@ mod dag;
 mod decide;
 mod error;
 mod kinds;
+mod leader;
 mod metrics;
 mod plan;
 mod provider;
@@ -172,6 +173,50 @@ struct ControllerArgs {
     /// is reported Stalled, so pipelines stop waiting; retries go on (e.g. 90s, 5m, 1h).
     #[arg(long, env = "CLOUDKIT_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
     stall_after: Duration,
+    /// Run as one of several replicas: only the holder of the Lease reconciles; the others
+    /// wait and take over within 15 s of the leader dying (at once when it shuts down).
+    #[arg(long, env = "CLOUDKIT_LEADER_ELECT")]
+    leader_elect: bool,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else --namespace, else `default`).
+    #[arg(long, env = "CLOUDKIT_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// The Lease's name: replicas with the same name and namespace elect one leader.
+    #[arg(long, env = "CLOUDKIT_LEASE_NAME", default_value = "cloudkit")]
+    lease_name: String,
+}
+
+impl ControllerArgs {
+    fn lease_namespace(&self) -> String {
+        self.lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| self.namespace.clone())
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
+/// Unique among replicas: the pod's name (or host), and the process id for several on one host.
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "cloudkit".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// SIGTERM or SIGINT, as kube's `shutdown_on_signal` stops the controllers on.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -264,6 +309,26 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot serve metrics on {}: {e}", args.metrics_addr))?;
     let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
 
+    let mut candidate = None;
+    if args.leader_elect {
+        let (namespace, identity) = (args.lease_namespace(), identity());
+        let mut joined = leader::join(client.clone(), &namespace, &args.lease_name, &identity)
+            .await
+            .map_err(|e| format!("cannot join the election on Lease {namespace}/{}: {e}", args.lease_name))?;
+        metrics.set_standby();
+        info!(%identity, lease = %format!("{namespace}/{}", args.lease_name), "standing by until this replica holds the lease");
+        tokio::select! {
+            led = joined.leads() => led.map_err(|e| format!("the election ended: {e}"))?,
+            _ = terminated() => {
+                joined.resign().await;
+                server.abort();
+                return Ok(());
+            }
+        }
+        metrics.set_leading();
+        candidate = Some(joined);
+    }
+
     // ProviderConfigs are read on every reconcile: keep them in a watch cache.
     let (configs, writer) = reflector::store();
     let config_watch = reflector::reflector(
@@ -313,54 +378,74 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");
-    tokio::join!(
-        run_kind::<Bucket>(
-            &client,
-            namespace,
-            args.concurrency,
-            bucket_writer,
-            signals.clone(),
-            ctx.clone()
-        ),
-        run_kind::<Table>(
-            &client,
-            namespace,
-            args.concurrency,
-            table_writer,
-            signals.clone(),
-            ctx.clone()
-        ),
-        run_kind::<Queue>(
-            &client,
-            namespace,
-            args.concurrency,
-            queue_writer,
-            signals.clone(),
-            ctx.clone()
-        ),
-        run_kind::<Topic>(
-            &client,
-            namespace,
-            args.concurrency,
-            topic_writer,
-            signals.clone(),
-            ctx.clone()
-        ),
-        run_kind::<Function>(
-            &client,
-            namespace,
-            args.concurrency,
-            function_writer,
-            signals.clone(),
-            ctx.clone()
-        ),
-        run_provider_configs(&client, namespace, ctx),
-    );
-
+    let controllers = async {
+        tokio::join!(
+            run_kind::<Bucket>(
+                &client,
+                namespace,
+                args.concurrency,
+                bucket_writer,
+                signals.clone(),
+                ctx.clone()
+            ),
+            run_kind::<Table>(
+                &client,
+                namespace,
+                args.concurrency,
+                table_writer,
+                signals.clone(),
+                ctx.clone()
+            ),
+            run_kind::<Queue>(
+                &client,
+                namespace,
+                args.concurrency,
+                queue_writer,
+                signals.clone(),
+                ctx.clone()
+            ),
+            run_kind::<Topic>(
+                &client,
+                namespace,
+                args.concurrency,
+                topic_writer,
+                signals.clone(),
+                ctx.clone()
+            ),
+            run_kind::<Function>(
+                &client,
+                namespace,
+                args.concurrency,
+                function_writer,
+                signals.clone(),
+                ctx.clone()
+            ),
+            run_provider_configs(&client, namespace, ctx),
+        )
+    };
+    let result = match candidate {
+        None => {
+            controllers.await;
+            Ok(())
+        }
+        Some(mut candidate) => {
+            let shut_down = tokio::select! {
+                _ = controllers => true,
+                _ = candidate.lost() => false,
+            };
+            if shut_down {
+                candidate.resign().await;
+                Ok(())
+            } else {
+                // Another replica reconciles now: stop at once (the restart stands by).
+                Err("lost the lease to another replica".into())
+            }
+        }
+    };
     config_watch.abort();
     server.abort();
     info!("controller stopped");
-    Ok(())
+    result
 }
 
 /// Keeps each ProviderConfig's own status current until a shutdown signal.

@@ -13,6 +13,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -43,6 +44,10 @@ pub struct Metrics {
     /// When each waiting object's dependency turned Ready, until its reconcile starts.
     woken: Mutex<HashMap<String, Instant>>,
     ready: AtomicBool,
+    /// 1 while this replica holds the lease (or runs without an election), else 0.
+    leader: Gauge,
+    /// Whether replicas elect a leader (`--leader-elect`): `/readyz` then says which this is.
+    electing: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -79,6 +84,12 @@ impl Default for Metrics {
             "Time from a dependency turning Ready (as the watch saw it) to the start of a dependent's reconcile",
             unblock.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (it holds the lease, or runs without an election), else 0",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -88,6 +99,8 @@ impl Default for Metrics {
             unblock,
             woken: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            leader,
+            electing: AtomicBool::new(false),
         }
     }
 }
@@ -137,7 +150,21 @@ impl Metrics {
 
     /// Ready once the caches are filled and the controllers run.
     pub fn set_ready(&self) {
+        if !self.electing.load(Ordering::Relaxed) {
+            self.leader.set(1);
+        }
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// A replica in an election is ready as a standby: it is doing its job, waiting.
+    pub fn set_standby(&self) {
+        self.electing.store(true, Ordering::Relaxed);
+        self.leader.set(0);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_leading(&self) {
+        self.leader.set(1);
     }
 
     fn render(&self) -> Result<String, std::fmt::Error> {
@@ -170,12 +197,18 @@ async fn render(State(metrics): State<Arc<Metrics>>) -> (StatusCode, [(&'static 
     }
 }
 
+/// 200 once ready; with an election the body says whether this replica leads or stands by
+/// (both are ready: a standby not Ready would stall a rolling update).
 async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    if metrics.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    if !metrics.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting");
     }
+    let body = match (metrics.electing.load(Ordering::Relaxed), metrics.leader.get()) {
+        (false, _) => "ok",
+        (true, 1) => "leader",
+        (true, _) => "standby",
+    };
+    (StatusCode::OK, body)
 }
 
 #[cfg(test)]
