@@ -5,8 +5,8 @@
 #  2. helm lint
 #  3. values.schema.json: covers every value in values.yaml; bad values (wrong
 #     enum, out-of-range integer, unknown key) fail naming the value; good
-#     values render; replicaCount > 1 and RollingUpdate are refused (no leader
-#     election yet)
+#     values render; RollingUpdate is refused without leader election;
+#     replicaCount > 1 turns it on (args, a Lease Role in the release namespace)
 #  4. helm template with default values, watchNamespace=foo, serviceMonitor
 #     and extra env, and checks the rendered objects and RBAC rules
 #  5. NOTES.txt (helm install --dry-run=client): how to apply the samples and
@@ -224,8 +224,10 @@ rejects "schema rejects image.pullPolicy=Sometimes"     'image[./]pullPolicy'   
 rejects "schema rejects strategy.type=BlueGreen"        'strategy[./]type'          --set strategy.type=BlueGreen
 rejects "schema rejects watchNamespace=Not_A_Name"      'watchNamespace'            --set watchNamespace=Not_A_Name
 rejects "schema rejects rbac.create=maybe"              'rbac[./]create'            --set rbac.create=maybe
-rejects "replicaCount=2 refused: no leader election"    'replicaCount=2 .*leader election is not implemented' --set replicaCount=2
-rejects "strategy.type=RollingUpdate refused: no leader election" 'RollingUpdate .*leader election is not implemented' --set strategy.type=RollingUpdate
+rejects "schema rejects leaderElection.enabled=maybe"   'leaderElection[./]enabled' --set leaderElection.enabled=maybe
+rejects "strategy.type=RollingUpdate refused without leader election" 'RollingUpdate needs leader election' --set strategy.type=RollingUpdate
+check "strategy.type=RollingUpdate renders with leaderElection.enabled=true" "$HELM" template ck "$CHART" \
+  --set strategy.type=RollingUpdate --set leaderElection.enabled=true
 
 check "good values render (edges of every range and enum)" "$HELM" template ck "$CHART" \
   --set replicaCount=1 --set controller.metricsPort=65535 --set controller.concurrency=1 \
@@ -257,7 +259,7 @@ done
 check "default: RBAC api group cloudkit.dev"   has "$DEF" '^ +- cloudkit\.dev$'
 check "default: RBAC secrets"                  has "$DEF" '^ +- secrets$'
 check "default: RBAC events.k8s.io"            has "$DEF" '^ +- events\.k8s\.io$'
-check "default: no leases (no leader election yet)" hasnt "$DEF" 'leases|coordination\.k8s\.io'
+check "default: no leases (one replica, no election)" hasnt "$DEF" 'leases|coordination\.k8s\.io'
 check "default: no wildcard in RBAC"           hasnt "$DEF" "^ +- '?\\*'?\$"
 check "default: args run 'controller'"         has "$DEF" '^ +- controller$'
 check "default: --metrics-addr on 8080"        has "$DEF" '--metrics-addr=0\.0\.0\.0:8080'
@@ -341,7 +343,31 @@ check "watchNamespace: exactly one Role and one RoleBinding" \
 check "watchNamespace: Role in namespace foo"   has "$NSF" '^  namespace: foo$'
 check "watchNamespace: --namespace=foo arg (once)" bash -c "[ \$(grep -c -- '--namespace=foo' '$NSF') = 1 ]"
 check "watchNamespace: RBAC covers buckets/status" has "$NSF" '^ +- buckets/status$'
-check "watchNamespace: no leader-election Role (no leader election yet)" hasnt "$NSF" 'leader-election|leases'
+check "watchNamespace: no leader-election Role (one replica)" hasnt "$NSF" 'leader-election|leases'
+
+# ---------------------------------------------------------------- template: leader election
+LE="$TMP/leader.yaml"
+if "$HELM" template ck "$CHART" --namespace cloudkit-system --set replicaCount=2 >"$LE" 2>"$TMP/err"; then
+  pass "helm template (replicaCount=2)"
+else
+  fail "helm template (replicaCount=2)"; sed 's/^/       /' "$TMP/err"
+fi
+check "replicaCount=2: replicas 2"                 has "$LE" '^  replicas: 2$'
+check "replicaCount=2: --leader-elect"             has "$LE" '^ +- --leader-elect$'
+check "replicaCount=2: --lease-name=ck-cloudkit"   has "$LE" '^ +- --lease-name=ck-cloudkit$'
+check "replicaCount=2: a leader-election Role and RoleBinding in the release namespace, leases get/create/patch only" \
+  python3 - "$LE" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "ck-cloudkit-leader-election"]
+binds = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "ck-cloudkit-leader-election"]
+assert len(roles) == 1 and len(binds) == 1, (roles, binds)
+assert roles[0]["metadata"]["namespace"] == "cloudkit-system"
+assert roles[0]["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}], roles[0]["rules"]
+assert binds[0]["subjects"][0]["name"] == "ck-cloudkit"
+PY
+check "leaderElection.enabled=true with one replica: --leader-elect" bash -c \
+  "'$HELM' template ck '$CHART' --set leaderElection.enabled=true | grep -Eq '^ +- --leader-elect\$'"
 
 # ---------------------------------------------------------------- template: options
 OPT="$TMP/opt.yaml"
@@ -524,8 +550,6 @@ if [ "$cluster_ok" = 1 ]; then
   if [ -f "$CHART/crds/crds.yaml" ]; then
     check "installed: CRD buckets.cloudkit.dev" $K get crd buckets.cloudkit.dev
   fi
-  check "install refused with replicaCount=2 (no leader election)" bash -c \
-    "! '$HELM' install '${RELEASE}x' '$CHART' -n '$NS' --set replicaCount=2 --skip-crds >'$TMP/rep.out' 2>&1 && grep -q 'leader election is not implemented' '$TMP/rep.out'"
 
   # RBAC as the controller's ServiceAccount, asked with a raw SubjectAccessReview.
   SA="system:serviceaccount:$NS:$FULL"
@@ -687,7 +711,8 @@ YAML
       check "$label: controller still running" kill -0 "$CONTROLLER_PID"
       stop_controller
       check "$label: controller log has 'controller started'" grep -q 'controller started' "$log"
-      check "$label: controller log has no 403/Forbidden" bash -c "! grep -Eiq '403|forbidden' '$log'"
+      # \b: a timestamp such as 22:13:06.290403Z is no 403.
+      check "$label: controller log has no 403/Forbidden" bash -c "! grep -Eiq '\\b403\\b|forbidden' '$log'"
       check "$label: controller log has no errors" bash -c "! grep -q '\"level\":\"ERROR\"' '$log'"
       if grep -Eiq '403|forbidden|"level":"ERROR"' "$log"; then grep -Ei '403|forbidden|"level":"ERROR"' "$log" | head -n 5 | cut -c1-300 | sed 's/^/       /'; fi
     }

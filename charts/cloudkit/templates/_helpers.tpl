@@ -86,7 +86,8 @@ namespaces) and the Role (when watchNamespace is set).
   needs create as well when the Secret is new). Never list or watch: no Secret
   is read in bulk.
 - events.k8s.io Events: create, patch (kube-runtime's Recorder).
-No Leases: there is no leader election yet (and so one replica only).
+Leases are granted apart (cloudkit.leaseRules), in the release namespace only, and
+only when leader election is on.
 */}}
 {{- define "cloudkit.rbacRules" -}}
 - apiGroups:
@@ -137,11 +138,30 @@ Refuses values that would run two controllers at once: there is no leader
 election yet, so two would reconcile the same objects.
 */}}
 {{- define "cloudkit.validate" -}}
-{{- if gt (int .Values.replicaCount) 1 }}
-{{- fail (printf "replicaCount=%v is refused: leader election is not implemented yet, so a second controller would reconcile the same objects at once. Set replicaCount: 1." .Values.replicaCount) }}
-{{- end }}
 {{- $strategy := (.Values.strategy).type | default "Recreate" }}
-{{- if ne $strategy "Recreate" }}
-{{- fail (printf "strategy.type=%s is refused: leader election is not implemented yet, and a %s runs the old and the new controller at once. Use Recreate." $strategy $strategy) }}
+{{- if and (ne $strategy "Recreate") (not (include "cloudkit.leaderElection" .)) }}
+{{- fail (printf "strategy.type=%s needs leader election: without it the old and the new controller reconcile at once during an upgrade. Set leaderElection.enabled=true (or replicaCount > 1), or use Recreate." $strategy) }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when replicas elect a leader: asked for, or needed by more than one replica.
+*/}}
+{{- define "cloudkit.leaderElection" -}}
+{{- if or (.Values.leaderElection).enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/*
+What kube-lease-manager does with the Lease: reads it, creates it the first time,
+and takes, renews and gives it up with server-side apply patches.
+*/}}
+{{- define "cloudkit.leaseRules" -}}
+- apiGroups:
+    - coordination.k8s.io
+  resources:
+    - leases
+  verbs:
+    - get
+    - create
+    - patch
 {{- end }}
