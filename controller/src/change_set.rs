@@ -198,6 +198,9 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         .trim_end()
         .to_owned();
     let recorded = obj.managed_status().and_then(|s| s.external_name.clone());
+    if recorded.is_some() {
+        decide::pinned(obj.managed_status(), &provider.ctx.target(), &name, config_name).map_err(Change::Refused)?;
+    }
     decide::check(obj, provider.ctx.cloud, &name, recorded.as_deref(), &world.stores).map_err(Change::Refused)?;
     let backend = K::backend(&provider.ctx, clouds)
         .await

@@ -7,6 +7,7 @@ use cloudkit_crds::reason::Reason;
 use std::time::Duration;
 
 use cloudkit_crds::Cloud;
+use cloudkit_crds::common::ManagedStatus;
 use cloudkit_crds::validation::{FieldError, SpecErrors};
 use cloudkit_drift::{FieldDiff, touches};
 use cloudkit_reconcilers::Observed;
@@ -127,6 +128,23 @@ pub fn diff<S: Serialize>(desired: &S, observed: &S) -> Result<Vec<FieldDiff>, F
 }
 
 /// The cloud is still working on the resource: look again shortly, no backoff.
+/// Refuses to act on a resource through a ProviderConfig that now points elsewhere than
+/// where it was made: acting would create a second one and leave the first behind, or
+/// delete a namesake that is not ours.
+pub fn pinned(status: Option<&ManagedStatus>, target: &str, name: &str, config: &str) -> Result<(), Failure> {
+    match status.and_then(|s| s.provider.as_deref()) {
+        Some(recorded) if recorded != target => Err(Failure::stalled(
+            Reason::ProviderChanged,
+            format!(
+                "'{name}' was made in {recorded}, but ProviderConfig '{config}' now points at {target}: \
+                 CloudKit does not move resources. Put spec.providerConfigRef or the ProviderConfig back; \
+                 to move, set spec.deletionPolicy: Retain, delete this object and create it again"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn provisioning(name: &str, pending: &str) -> Failure {
     Failure::waiting(
         Reason::Provisioning,
@@ -144,6 +162,25 @@ mod tests {
 
     fn seen(state: serde_json::Value) -> Observed<serde_json::Value> {
         Observed::ready(state, Outputs::default())
+    }
+
+    #[test]
+    fn a_resource_stays_where_it_was_made() {
+        let made = ManagedStatus {
+            provider: Some("aws region us-east-1".into()),
+            ..Default::default()
+        };
+        assert!(pinned(Some(&made), "aws region us-east-1", "b", "default").is_ok());
+        // Recorded before this field existed: nothing to compare with yet.
+        assert!(pinned(Some(&ManagedStatus::default()), "aws region eu-west-1", "b", "default").is_ok());
+        let moved = pinned(Some(&made), "aws region eu-west-1", "b", "other").expect_err("moved");
+        assert_eq!(moved.reason(), Reason::ProviderChanged);
+        let message = moved.to_string();
+        assert!(
+            message.contains("us-east-1") && message.contains("eu-west-1") && message.contains("'other'"),
+            "{message}"
+        );
+        assert!(matches!(moved, Failure::Stalled { .. }));
     }
 
     #[test]

@@ -51,6 +51,8 @@ struct Synced {
     changed: bool,
     resync: Duration,
     region: String,
+    /// `ProviderContext::target`, recorded in `status.provider`.
+    provider: String,
 }
 
 pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -112,7 +114,8 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
                 drift: synced.drift,
                 changed: synced.changed,
             };
-            let next = status::next(current.as_ref(), generation, &name, &outcome, &now());
+            let mut next = status::next(current.as_ref(), generation, &name, &outcome, &now());
+            next.provider = Some(synced.provider);
             if current.as_ref() != Some(&next)
                 && let Err(failure) = write_connection_secret(ctx, obj, &next, &synced.region).await
             {
@@ -151,6 +154,10 @@ async fn sync<K: ManagedKind>(
     let cloud = provider.ctx.cloud;
 
     let recorded = current.as_ref().and_then(|s| s.external_name.clone());
+    let target = provider.ctx.target();
+    if recorded.is_some() {
+        decide::pinned(current.as_ref(), &target, name, config_name)?;
+    }
     decide::check(obj, cloud, name, recorded.as_deref(), &ctx.stores)?;
     // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
@@ -168,13 +175,14 @@ async fn sync<K: ManagedKind>(
     )?;
     if decision == Decision::Create {
         if recorded.is_none() {
-            let creating = status::next(
+            let mut creating = status::next(
                 current.as_ref(),
                 obj.meta().generation,
                 name,
                 &Outcome::Creating,
                 &now(),
             );
+            creating.provider = Some(target.clone());
             write_status(api, obj, current, creating)
                 .await
                 .map_err(|e| Failure::Retrying {
@@ -280,6 +288,7 @@ async fn sync<K: ManagedKind>(
         changed: created || adopted || !diffs.is_empty(),
         resync: provider.resync,
         region: provider.ctx.region,
+        provider: target,
     })
 }
 
@@ -353,6 +362,12 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
             &managed.provider_config_ref.name,
         )
         .await?;
+        decide::pinned(
+            obj.managed_status(),
+            &provider.ctx.target(),
+            &name,
+            &managed.provider_config_ref.name,
+        )?;
         K::backend(&provider.ctx, &ctx.clouds).await?.delete(&name).await?;
         Ok::<(), Failure>(())
     }

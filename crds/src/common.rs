@@ -181,4 +181,8 @@ pub struct ManagedStatus {
     /// resyncs that find nothing to change leave it (and the whole status) untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
+    /// Where the resource lives (cloud, region or account, endpoint), recorded with the
+    /// external name: a ProviderConfig pointing elsewhere later is refused, not obeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }

@@ -93,6 +93,9 @@ reasons! {
     ExternalNameTaken => Never,
     /// A field the cloud fixes at creation differs from the live resource.
     ImmutableFieldChanged => Never,
+    /// The ProviderConfig now points at another cloud, region, account or endpoint than the
+    /// one the resource was created in.
+    ProviderChanged => Never,
     /// The cloud rejected the request as it stands.
     CloudRejected => Never,
     /// The request could not be built from the spec.

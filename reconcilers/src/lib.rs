@@ -61,6 +61,26 @@ pub struct ProviderContext {
     pub gcp: GcpProviderSettings,
 }
 
+impl ProviderContext {
+    /// Where resources made through this context live, for `status.provider`: the cloud and
+    /// its region, Azure storage account or GCP project, and the endpoint if overridden.
+    /// Credentials are not part of it: new keys for the same place are no move.
+    pub fn target(&self) -> String {
+        let place = match self.cloud {
+            Cloud::Aws => format!("aws region {}", self.region),
+            Cloud::Azure => format!(
+                "azure account {}",
+                self.azure.storage_account.as_deref().unwrap_or("(unset)")
+            ),
+            Cloud::Gcp => format!("gcp project {}", self.gcp.project.as_deref().unwrap_or("(unset)")),
+        };
+        match &self.endpoint {
+            Some(endpoint) => format!("{place} at {endpoint}"),
+            None => place,
+        }
+    }
+}
+
 /// What a resource exposes to users and to other resources.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outputs {

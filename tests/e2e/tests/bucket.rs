@@ -375,6 +375,49 @@ async fn a_deleted_provider_config_stays_until_its_users_are_gone() {
     .await;
 }
 
+/// A ProviderConfig pointed elsewhere after creation must not make a second resource (and
+/// leave the first behind): the object stalls, naming both places, until it is put back.
+/// New credentials for the same place are no move.
+#[tokio::test]
+async fn a_resource_stays_where_it_was_made() {
+    let h = Harness::new("pinned").await;
+    h.provider_config("here", &h.endpoint).await;
+    h.provider_config("same-place", &h.endpoint).await;
+    let name = h.bucket_name("pinned");
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "here"}}))
+        .await;
+    let ready = h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let place = ready.status.and_then(|s| s.provider).unwrap_or_default();
+    assert_eq!(place, format!("aws region us-east-1 at {}", h.endpoint));
+
+    // Another ProviderConfig for the same place: fine.
+    h.merge_spec::<cloudkit_crds::Bucket>(&name, json!({"providerConfigRef": {"name": "same-place"}}))
+        .await;
+    h.wait_bucket(&name, "Ready on the other ProviderConfig", ready_at_generation)
+        .await;
+
+    // That ProviderConfig now points at another region: refused, nothing made there.
+    h.provider_config_in_region("same-place", &h.endpoint, "eu-west-1")
+        .await;
+    let (_, message) = h.wait_stalled(&name, "ProviderChanged").await;
+    assert!(
+        message.contains("us-east-1") && message.contains("eu-west-1") && message.contains("'same-place'"),
+        "{message}"
+    );
+    let located = h.s3.get_bucket_location().bucket(&name).send().await.expect("location");
+    assert!(
+        located.location_constraint().is_none_or(|c| c.as_str().is_empty()),
+        "{located:?}"
+    );
+
+    // Put back: Ready again, without a human touching the object.
+    h.provider_config("same-place", &h.endpoint).await;
+    h.wait_bucket(&name, "Ready once put back", |b| {
+        ready_at_generation(b) && !is_true(b, "Stalled")
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn unreachable_cloud_retries_then_converges() {
     let h = Harness::new("retry").await;
