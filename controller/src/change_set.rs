@@ -197,7 +197,7 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
     let target = format!("{} {}", provider.ctx.cloud, provider.ctx.region)
         .trim_end()
         .to_owned();
-    let recorded = obj.managed_status().and_then(|s| s.external_name.clone());
+    let recorded = crate::identity::recorded(obj);
     if recorded.is_some() {
         decide::pinned(obj.managed_status(), &provider.ctx.target(), &name, config_name).map_err(Change::Refused)?;
     }

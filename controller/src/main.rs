@@ -7,6 +7,7 @@ mod connection_secret;
 mod dag;
 mod decide;
 mod error;
+mod identity;
 mod kinds;
 mod leader;
 mod metrics;

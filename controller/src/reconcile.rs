@@ -26,7 +26,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, provider};
+use crate::{connection_secret, identity, provider};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 const FIELD_MANAGER: &str = "cloudkit";
@@ -153,7 +153,7 @@ async fn sync<K: ManagedKind>(
     let provider = provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
     let cloud = provider.ctx.cloud;
 
-    let recorded = current.as_ref().and_then(|s| s.external_name.clone());
+    let mut recorded = identity::recorded(obj);
     let target = provider.ctx.target();
     if recorded.is_some() {
         decide::pinned(current.as_ref(), &target, name, config_name)?;
@@ -165,6 +165,20 @@ async fn sync<K: ManagedKind>(
     let adopt = managed.external_name.is_some();
     let mut created = false;
     let mut observed = backend.observe(name).await?;
+    if recorded.is_none() && observed.is_some() && !adopt {
+        // Found, and nothing here says it is ours: before calling it someone else's, read
+        // the object itself, as the cache may not have seen our own record yet (a retry
+        // right after a create).
+        let fresh = api.get(&obj.name_any()).await.map_err(|e| Failure::Retrying {
+            reason: Reason::KubernetesError,
+            message: format!("reading the object before deciding whose '{name}' is: {e}"),
+            after: None,
+        })?;
+        recorded = identity::recorded(&fresh);
+        if recorded.is_some() {
+            *current = fresh.managed_status().cloned();
+        }
+    }
     let mut decision = decide::decide(
         observed.as_ref(),
         &desired,
@@ -175,6 +189,7 @@ async fn sync<K: ManagedKind>(
     )?;
     if decision == Decision::Create {
         if recorded.is_none() {
+            identity::record_before_create(api, obj, name, &now()).await?;
             let mut creating = status::next(
                 current.as_ref(),
                 obj.meta().generation,
@@ -194,14 +209,16 @@ async fn sync<K: ManagedKind>(
         if let Err(e) = backend.create(name, &desired).await {
             // A refused create made nothing: forget the name, so that the user may pick
             // another and a delete does not touch a resource that is not ours.
-            if !e.is_retryable()
-                && let Some(s) = current.as_mut()
-            {
-                s.external_name = None;
+            if !e.is_retryable() {
+                if let Some(s) = current.as_mut() {
+                    s.external_name = None;
+                }
+                identity::refused(api, obj, &now()).await?;
             }
             return Err(e.into());
         }
         created = true;
+        identity::created(api, obj, &now()).await?;
         info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
         publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
         observed = Some(backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
@@ -282,6 +299,9 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
+    if !created && !obj.annotations().contains_key(identity::EXTERNAL_NAME) {
+        identity::remember(api, obj, name).await?;
+    }
     Ok(Synced {
         outputs,
         drift,
@@ -324,8 +344,8 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         };
         return Err(Error::Cleanup(failure));
     }
-    // Only a name recorded in status is ours: it is written before any create call.
-    let Some(name) = obj.managed_status().and_then(|s| s.external_name.clone()) else {
+    // Only a recorded name is ours: it is written before any create call.
+    let Some(name) = identity::recorded(obj) else {
         return Ok(Action::await_change());
     };
     if managed.deletion_policy == DeletionPolicy::Retain {

@@ -418,6 +418,70 @@ async fn a_resource_stays_where_it_was_made() {
     .await;
 }
 
+/// Backup and restore (Velero, a GitOps rebuild) bring objects back without their status.
+/// The name of the resource an object made is kept in an annotation too, so the restored
+/// object takes its own bucket back instead of calling it someone else's (AlreadyExists),
+/// and deleting it afterwards leaves no orphan.
+#[tokio::test]
+async fn a_restored_object_without_status_knows_its_resource() {
+    let mut h = Harness::new("restore").await;
+    let name = h.bucket_name("kept");
+    h.apply_bucket(&name, json!({"tags": {"team": "a"}})).await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let saved = h.buckets.get(&name).await.expect("get");
+    let annotations = saved.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("cloudkit.dev/external-name"),
+        Some(&name),
+        "{annotations:?}"
+    );
+    assert!(
+        annotations.contains_key("cloudkit.dev/create-succeeded"),
+        "{annotations:?}"
+    );
+    assert!(
+        !annotations.contains_key("cloudkit.dev/create-pending"),
+        "{annotations:?}"
+    );
+
+    // The cluster loses the object (the controller is down, so the bucket stays), and a
+    // restore brings back its manifest and annotations, not its status.
+    h.kill_controller();
+    h.buckets
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("drop the finalizer");
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(h.bucket_exists(&name).await);
+    let restored = json!({
+        "apiVersion": "cloudkit.dev/v1alpha1", "kind": "Bucket",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"tags": {"team": "a"}},
+    });
+    h.buckets
+        .create(
+            &Default::default(),
+            &serde_json::from_value(restored).expect("a Bucket"),
+        )
+        .await
+        .expect("restore");
+    h.start_controller();
+    let back = h
+        .wait_bucket(&name, "Ready after the restore", ready_at_generation)
+        .await;
+    assert!(!is_true(&back, "Stalled"), "{:?}", back.status);
+    assert_eq!(back.status.and_then(|s| s.external_name), Some(name.clone()));
+
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(!h.bucket_exists(&name).await, "deleted from the cloud, not orphaned");
+}
+
 #[tokio::test]
 async fn unreachable_cloud_retries_then_converges() {
     let h = Harness::new("retry").await;

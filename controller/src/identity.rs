@@ -1,0 +1,90 @@
+//! Which cloud resource is this object's. The name is kept in annotations, where it
+//! survives what status does not: backup and restore, a GitOps rebuild, a status write made
+//! from a stale cache. As crossplane-runtime does with `crossplane.io/external-name` and its
+//! create-pending/succeeded/failed annotations, the name is written before the create call,
+//! guarded by the resourceVersion the decision was made on, so a create is never decided on
+//! a stale copy and an answer lost to a crash still leaves the name behind.
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use cloudkit_crds::reason::Reason;
+
+use crate::error::Failure;
+use crate::kinds::ManagedKind;
+
+pub const EXTERNAL_NAME: &str = "cloudkit.dev/external-name";
+pub const CREATE_PENDING: &str = "cloudkit.dev/create-pending";
+pub const CREATE_SUCCEEDED: &str = "cloudkit.dev/create-succeeded";
+pub const CREATE_FAILED: &str = "cloudkit.dev/create-failed";
+
+/// The name of the cloud resource this object made or adopted, if it has one: the
+/// annotation, else `status.externalName` (objects made before the annotation existed).
+pub fn recorded<K: ManagedKind>(obj: &K) -> Option<String> {
+    obj.annotations()
+        .get(EXTERNAL_NAME)
+        .cloned()
+        .or_else(|| obj.managed_status().and_then(|s| s.external_name.clone()))
+}
+
+/// Records `name` as this object's before the create call. The patch carries the
+/// resourceVersion the caller read: if the object has changed since (a cache behind the
+/// API, another writer), nothing is written and the caller decides again on a fresh copy.
+pub async fn record_before_create<K: ManagedKind>(api: &Api<K>, obj: &K, name: &str, now: &str) -> Result<(), Failure> {
+    let patch = json!({"metadata": {
+        "resourceVersion": obj.resource_version(),
+        "annotations": {EXTERNAL_NAME: name, CREATE_PENDING: now, CREATE_FAILED: Value::Null},
+    }});
+    match api
+        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(Failure::Retrying {
+            reason: Reason::KubernetesError,
+            message: "the object changed while its creation was being decided; deciding again".into(),
+            after: Some(Duration::from_secs(1)),
+        }),
+        Err(e) => Err(Failure::Retrying {
+            reason: Reason::KubernetesError,
+            message: format!("recording the external name before creating: {e}"),
+            after: None,
+        }),
+    }
+}
+
+/// Writes the name of a resource this object already manages (adopted, or made before the
+/// annotation existed) where it survives a lost status.
+pub async fn remember<K: ManagedKind>(api: &Api<K>, obj: &K, name: &str) -> Result<(), Failure> {
+    annotate(api, obj, json!({EXTERNAL_NAME: name})).await
+}
+
+/// The create call answered: the resource exists.
+pub async fn created<K: ManagedKind>(api: &Api<K>, obj: &K, now: &str) -> Result<(), Failure> {
+    annotate(api, obj, json!({CREATE_SUCCEEDED: now, CREATE_PENDING: Value::Null})).await
+}
+
+/// The cloud refused the create: nothing was made, so the name is not ours to keep (a
+/// delete must not touch a namesake), and the user may pick another.
+pub async fn refused<K: ManagedKind>(api: &Api<K>, obj: &K, now: &str) -> Result<(), Failure> {
+    annotate(
+        api,
+        obj,
+        json!({EXTERNAL_NAME: Value::Null, CREATE_PENDING: Value::Null, CREATE_FAILED: now}),
+    )
+    .await
+}
+
+async fn annotate<K: ManagedKind>(api: &Api<K>, obj: &K, annotations: Value) -> Result<(), Failure> {
+    let patch = json!({"metadata": {"annotations": annotations}});
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| Failure::Retrying {
+            reason: Reason::KubernetesError,
+            message: format!("recording the create's outcome in annotations: {e}"),
+            after: None,
+        })
+}
