@@ -280,8 +280,22 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Where the AWS SDK logs its endpoint parameters with `{:?}` at debug level: they hold the
+/// credentials, and the access key ID prints in clear (tests/e2e/tests/secrets.rs found it).
+/// Held at info whatever RUST_LOG says: a more specific directive wins.
+const LEAKY_TARGETS: [&str; 3] = [
+    "aws_smithy_runtime::client::orchestrator::endpoints",
+    "aws_smithy_runtime::client::orchestrator::auth",
+    "aws_sdk_s3::endpoint_auth",
+];
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in LEAKY_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),
