@@ -193,7 +193,10 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
                 format!("ProviderConfig '{config_name}' is neither among the files nor in namespace '{namespace}'"),
             ))
         })?;
-    let provider = provider::from_config(client, config).await.map_err(Change::Refused)?;
+    // The controller's --ambient-credentials-namespaces is not known here: the plan allows them.
+    let provider = provider::from_config(client, config, &provider::Ambient::Everywhere)
+        .await
+        .map_err(Change::Refused)?;
     let target = format!("{} {}", provider.ctx.cloud, provider.ctx.region)
         .trim_end()
         .to_owned();

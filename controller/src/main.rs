@@ -181,6 +181,11 @@ struct ControllerArgs {
     /// The Lease's namespace (default: $POD_NAMESPACE, else --namespace, else `default`).
     #[arg(long, env = "CLOUDKIT_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// Namespaces whose ProviderConfigs may use the controller's own credentials
+    /// (`source: Environment` or `WorkloadIdentity`): comma-separated, `*` for all, empty for
+    /// none. In a cluster shared by teams, list only the operator's namespaces.
+    #[arg(long, env = "CLOUDKIT_AMBIENT_CREDENTIALS_NAMESPACES", default_value = "*")]
+    ambient_credentials_namespaces: String,
     /// The Lease's name: replicas with the same name and namespace elect one leader.
     #[arg(long, env = "CLOUDKIT_LEASE_NAME", default_value = "cloudkit")]
     lease_name: String,
@@ -390,6 +395,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         backoff: Backoff::default(),
         stores,
         stall_after: args.stall_after,
+        ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");

@@ -30,6 +30,7 @@ pub async fn resolve(
     configs: &Store<ProviderConfig>,
     namespace: &str,
     name: &str,
+    ambient: &Ambient,
 ) -> Result<ResolvedProvider, Failure> {
     // Not yet, perhaps: applied later in the same commit. Its creation wakes the objects
     // naming it (see main.rs), so the recheck is only a safety net.
@@ -43,11 +44,48 @@ pub async fn resolve(
             RECHECK,
         )
     })?;
-    from_config(client, &config).await
+    from_config(client, &config, ambient).await
+}
+
+/// The namespaces whose ProviderConfigs may use the controller's own (ambient) credentials:
+/// in a cluster shared by teams, a ProviderConfig with `source: Environment` would otherwise
+/// lend the controller's cloud identity to anyone who may create one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ambient {
+    Everywhere,
+    Only(Vec<String>),
+}
+
+impl Ambient {
+    /// `*` for every namespace, else a comma-separated list (empty: none).
+    pub fn parse(text: &str) -> Self {
+        let names: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.iter().any(|n| n == "*") {
+            Self::Everywhere
+        } else {
+            Self::Only(names)
+        }
+    }
+
+    fn allows(&self, namespace: &str) -> bool {
+        match self {
+            Self::Everywhere => true,
+            Self::Only(names) => names.iter().any(|n| n == namespace),
+        }
+    }
 }
 
 /// Validates a ProviderConfig and reads its Secret.
-pub async fn from_config(client: &Client, config: &ProviderConfig) -> Result<ResolvedProvider, Failure> {
+pub async fn from_config(
+    client: &Client,
+    config: &ProviderConfig,
+    ambient: &Ambient,
+) -> Result<ResolvedProvider, Failure> {
     let namespace = config.namespace().unwrap_or_default();
     let namespace = namespace.as_str();
     let name = config.name_any();
@@ -70,7 +108,20 @@ pub async fn from_config(client: &Client, config: &ProviderConfig) -> Result<Res
             let secret = read_secret(client, namespace, secret_name, name).await?;
             static_credentials(spec.provider, &secret, secret_name)?
         }
-        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity => ResolvedCredentials::Ambient,
+        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity if ambient.allows(namespace) => {
+            ResolvedCredentials::Ambient
+        }
+        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity => {
+            return Err(Failure::stalled(
+                Reason::CredentialsNotAllowed,
+                format!(
+                    "ProviderConfig '{name}' asks for the controller's own credentials (source {:?}), which the \
+                     operator does not allow in namespace '{namespace}': use source Secret with keys of your own, \
+                     or ask for '{namespace}' to be added to --ambient-credentials-namespaces",
+                    spec.credentials.source
+                ),
+            ));
+        }
     };
     let region = match spec.provider {
         Cloud::Aws => spec.region.clone().unwrap_or_else(|| DEFAULT_AWS_REGION.to_owned()),
@@ -158,6 +209,15 @@ mod tests {
     use k8s_openapi::ByteString;
 
     use super::*;
+
+    #[test]
+    fn ambient_credentials_only_where_the_operator_allows() {
+        assert!(Ambient::parse("*").allows("team-a"));
+        let only = Ambient::parse(" cloudkit-system , platform ");
+        assert_eq!(only, Ambient::Only(vec!["cloudkit-system".into(), "platform".into()]));
+        assert!(only.allows("platform") && !only.allows("team-a"));
+        assert!(!Ambient::parse("").allows("default"), "empty: nowhere");
+    }
 
     fn secret(pairs: &[(&str, &str)]) -> Secret {
         let data: BTreeMap<String, ByteString> = pairs

@@ -54,7 +54,9 @@ pub fn error_policy(config: Arc<ProviderConfig>, err: &Error, ctx: Arc<Context>)
 
 /// Validates the settings and the credentials, and says so in status.
 async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context) -> Result<Action, Error> {
-    let result = provider::from_config(&ctx.client, config).await.map(|_| ());
+    let result = provider::from_config(&ctx.client, config, &ctx.ambient)
+        .await
+        .map(|_| ());
     let failure = result.as_ref().err();
     write_status(api, config, ctx, failure).await?;
     let key = key(config);

@@ -42,6 +42,8 @@ pub struct Context {
     /// How long a generation may fail for reasons that usually heal before it is reported
     /// Stalled (`--stall-after`).
     pub stall_after: Duration,
+    /// Where ProviderConfigs may use the controller's own credentials.
+    pub ambient: provider::Ambient,
 }
 
 /// What a successful sync did.
@@ -150,7 +152,14 @@ async fn sync<K: ManagedKind>(
     let managed = obj.managed();
     let namespace = obj.namespace().unwrap_or_default();
     let config_name = &managed.provider_config_ref.name;
-    let provider = provider::resolve(&ctx.client, &ctx.provider_configs, &namespace, config_name).await?;
+    let provider = provider::resolve(
+        &ctx.client,
+        &ctx.provider_configs,
+        &namespace,
+        config_name,
+        &ctx.ambient,
+    )
+    .await?;
     let cloud = provider.ctx.cloud;
 
     let mut recorded = identity::recorded(obj);
@@ -380,6 +389,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
             &ctx.provider_configs,
             &namespace,
             &managed.provider_config_ref.name,
+            &ctx.ambient,
         )
         .await?;
         decide::pinned(

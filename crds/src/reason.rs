@@ -83,6 +83,9 @@ reasons! {
     InvalidProviderConfig => Never,
     /// The credentials Secret lacks the keys the cloud needs.
     CredentialsInvalid => Never,
+    /// The ProviderConfig asks for the controller's own (ambient) credentials in a namespace
+    /// the operator has not allowed them in.
+    CredentialsNotAllowed => Never,
     /// The cloud of the ProviderConfig cannot serve this kind or a field set in the spec.
     UnsupportedForProvider => Never,
     /// References form a cycle.

@@ -224,6 +224,7 @@ rejects "schema rejects image.pullPolicy=Sometimes"     'image[./]pullPolicy'   
 rejects "schema rejects strategy.type=BlueGreen"        'strategy[./]type'          --set strategy.type=BlueGreen
 rejects "schema rejects watchNamespace=Not_A_Name"      'watchNamespace'            --set watchNamespace=Not_A_Name
 rejects "schema rejects rbac.create=maybe"              'rbac[./]create'            --set rbac.create=maybe
+rejects "schema rejects ambientCredentialsNamespaces={Not_A_Name}" 'ambientCredentialsNamespaces' --set 'controller.ambientCredentialsNamespaces={Not_A_Name}'
 rejects "schema rejects leaderElection.enabled=maybe"   'leaderElection[./]enabled' --set leaderElection.enabled=maybe
 rejects "strategy.type=RollingUpdate refused without leader election" 'RollingUpdate needs leader election' --set strategy.type=RollingUpdate
 check "strategy.type=RollingUpdate renders with leaderElection.enabled=true" "$HELM" template ck "$CHART" \
@@ -262,6 +263,9 @@ check "default: RBAC events.k8s.io"            has "$DEF" '^ +- events\.k8s\.io$
 check "default: no leases (one replica, no election)" hasnt "$DEF" 'leases|coordination\.k8s\.io'
 check "default: no wildcard in RBAC"           hasnt "$DEF" "^ +- '?\\*'?\$"
 check "default: args run 'controller'"         has "$DEF" '^ +- controller$'
+check "default: ambient credentials everywhere (--ambient-credentials-namespaces=*)" has "$DEF" '^ +- --ambient-credentials-namespaces=\*$'
+check "ambientCredentialsNamespaces={cloudkit-system,platform} renders one flag" bash -c \
+  "'$HELM' template ck '$CHART' --set 'controller.ambientCredentialsNamespaces={cloudkit-system,platform}' | grep -Eq -- '^ +- --ambient-credentials-namespaces=cloudkit-system,platform\$'"
 check "default: --metrics-addr on 8080"        has "$DEF" '--metrics-addr=0\.0\.0\.0:8080'
 check "default: --log-format json"             has "$DEF" '--log-format=json'
 check "default: --concurrency=128"             has "$DEF" '--concurrency=128'

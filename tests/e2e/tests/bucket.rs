@@ -482,6 +482,41 @@ async fn a_restored_object_without_status_knows_its_resource() {
     assert!(!h.bucket_exists(&name).await, "deleted from the cloud, not orphaned");
 }
 
+/// In a cluster shared by teams, the controller's own cloud identity is lent only to the
+/// namespaces the operator lists: elsewhere a ProviderConfig asking for it is Stalled, and
+/// nothing is sent to the cloud.
+#[tokio::test]
+async fn ambient_credentials_only_in_allowed_namespaces() {
+    let mut h = Harness::new("ambient").await;
+    h.kill_controller();
+    h.start_controller_with(&["--ambient-credentials-namespaces", "cloudkit-system,platform"]);
+    h.provider_config_for("ambient", "aws", &h.endpoint).await;
+    let name = h.bucket_name("borrowed");
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "ambient"}}))
+        .await;
+    let (_, message) = h.wait_stalled(&name, "CredentialsNotAllowed").await;
+    assert!(
+        message.contains(&h.ns) && message.contains("source Secret"),
+        "{message}"
+    );
+    let configs: Api<ProviderConfig> = Api::namespaced(h.client.clone(), &h.ns);
+    eventually("the ProviderConfig says so too", || async {
+        configs
+            .get("ambient")
+            .await
+            .ok()
+            .and_then(|pc| pc.status)
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "CredentialsNotAllowed")
+            })
+    })
+    .await;
+    assert!(!h.bucket_exists(&name).await);
+    assert_eq!(h.cloud_call_total().await, 0, "no cloud call");
+}
+
 #[tokio::test]
 async fn unreachable_cloud_retries_then_converges() {
     let h = Harness::new("retry").await;
