@@ -102,7 +102,7 @@ async fn write_status(
     let old = config.status.as_ref();
     let now = now();
     let mut next = status::provider_config(old, config.meta().generation, failure.map_or(Ok(()), Err), &now);
-    let escalated = failure.is_some_and(|f| status::escalate_provider_config(&mut next, f, &now, ctx.stall_after));
+    let escalated = failure.is_some_and(|f| status::escalate(&mut next, f, &now, ctx.stall_after));
     if old == Some(&next) {
         return Ok(());
     }

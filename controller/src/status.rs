@@ -120,38 +120,39 @@ pub fn next(
     status
 }
 
+/// The parts of a status that escalation reads and writes.
+pub trait Escalating {
+    /// (conditions, `failingSince`, `observedGeneration`)
+    fn parts(&mut self) -> (&mut Vec<Condition>, Option<&str>, Option<i64>);
+}
+
+impl Escalating for ManagedStatus {
+    fn parts(&mut self) -> (&mut Vec<Condition>, Option<&str>, Option<i64>) {
+        (
+            &mut self.conditions,
+            self.failing_since.as_deref(),
+            self.observed_generation,
+        )
+    }
+}
+
+impl Escalating for ProviderConfigStatus {
+    fn parts(&mut self) -> (&mut Vec<Condition>, Option<&str>, Option<i64>) {
+        (
+            &mut self.conditions,
+            self.failing_since.as_deref(),
+            self.observed_generation,
+        )
+    }
+}
+
 /// Reports a failure that usually heals by itself as `Stalled` once this generation has
 /// failed for longer than `stall_after` (`status.failingSince`): a pipeline waiting on the
 /// object should stop waiting and show it to a human. The controller keeps retrying, and
 /// the next success clears it. Returns whether it escalated.
-pub fn escalate(status: &mut ManagedStatus, failure: &Failure, now: &str, stall_after: Duration) -> bool {
-    let generation = status.observed_generation;
-    escalate_conditions(
-        &mut status.conditions,
-        status.failing_since.as_deref(),
-        generation,
-        failure,
-        now,
-        stall_after,
-    )
-}
-
-/// [`escalate`] for a ProviderConfig.
-pub fn escalate_provider_config(
-    status: &mut ProviderConfigStatus,
-    failure: &Failure,
-    now: &str,
-    stall_after: Duration,
-) -> bool {
-    let generation = status.observed_generation;
-    escalate_conditions(
-        &mut status.conditions,
-        status.failing_since.as_deref(),
-        generation,
-        failure,
-        now,
-        stall_after,
-    )
+pub fn escalate(status: &mut impl Escalating, failure: &Failure, now: &str, stall_after: Duration) -> bool {
+    let (conditions, failing_since, generation) = status.parts();
+    escalate_conditions(conditions, failing_since, generation, failure, now, stall_after)
 }
 
 fn escalate_conditions(
@@ -539,12 +540,7 @@ mod tests {
         assert_eq!(first.failing_since.as_deref(), Some(T0));
         let mut later = provider_config(Some(&first), Some(1), Err(&missing), "2026-01-01T00:06:00Z");
         assert_eq!(later.failing_since.as_deref(), Some(T0));
-        assert!(escalate_provider_config(
-            &mut later,
-            &missing,
-            "2026-01-01T00:06:00Z",
-            stall_after
-        ));
+        assert!(escalate(&mut later, &missing, "2026-01-01T00:06:00Z", stall_after));
         let stalled = later.conditions.iter().find(|c| c.type_ == STALLED).expect("Stalled");
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
