@@ -308,8 +308,13 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
-    if !created && !obj.annotations().contains_key(identity::EXTERNAL_NAME) {
-        identity::remember(api, obj, name).await?;
+    if !created {
+        if obj.annotations().contains_key(identity::CREATE_PENDING) {
+            // The create's answer was lost (a crash after the call): the resource is there.
+            identity::created(api, obj, &now()).await?;
+        } else if !obj.annotations().contains_key(identity::EXTERNAL_NAME) {
+            identity::remember(api, obj, name).await?;
+        }
     }
     Ok(Synced {
         outputs,
