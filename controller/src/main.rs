@@ -15,6 +15,7 @@ mod plan;
 mod provider;
 mod provider_config;
 mod reconcile;
+mod recovery;
 mod references;
 mod status;
 
@@ -396,6 +397,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         stores,
         stall_after: args.stall_after,
         ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
+        recovered: recovery::channel(),
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");
@@ -519,9 +521,12 @@ async fn run_kind<K: ManagedKind>(
             predicates::generation.combine(predicates::finalizers),
             Default::default(),
         );
+    // Subscribed before any reconcile runs, like the triggers.
+    let retries = recovery::retries(ctx.recovered.subscribe(), objects.clone());
     let controller = Controller::for_stream(changes, objects.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .reconcile_on(triggers);
+        .reconcile_on(triggers)
+        .reconcile_on(retries);
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
     // re-reconciles the objects that use it, instead of waiting for their backoff. Its
     // status writes are filtered out: they change nothing the objects depend on.

@@ -26,7 +26,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider};
+use crate::{connection_secret, identity, provider, recovery};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 const FIELD_MANAGER: &str = "cloudkit";
@@ -44,6 +44,8 @@ pub struct Context {
     pub stall_after: Duration,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
+    /// Told when a cloud answers an object that it had not answered before.
+    pub recovered: tokio::sync::broadcast::Sender<recovery::Recovered>,
 }
 
 /// What a successful sync did.
@@ -111,6 +113,14 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
     match sync(api, obj, ctx, &name, &mut current).await {
         Ok(synced) => {
             ctx.backoff.reset(&key(obj));
+            if recovery::was_unreachable(current.as_ref()) {
+                // Its neighbours on the same ProviderConfig need not wait out their backoff.
+                let config = (
+                    obj.namespace().unwrap_or_default(),
+                    obj.managed().provider_config_ref.name.clone(),
+                );
+                let _ = ctx.recovered.send(config);
+            }
             let outcome = Outcome::InSync {
                 outputs: &synced.outputs,
                 drift: synced.drift,

@@ -1,0 +1,56 @@
+//! When a cloud answers again after an outage, the objects on the same ProviderConfig that
+//! were failing with `ProviderError` are retried at once, instead of each waiting out its
+//! own backoff (up to 5 min): before this, tests/e2e/tests/outage.rs saw objects Ready up
+//! to 60 s after the cloud came back while their neighbours already were.
+
+use cloudkit_crds::reason::Reason;
+use futures::Stream;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::broadcast;
+
+use crate::kinds::ManagedKind;
+use crate::status::{self, READY};
+
+/// A ProviderConfig (namespace, name) through which a call succeeded after failures.
+pub type Recovered = (String, String);
+
+pub fn channel() -> broadcast::Sender<Recovered> {
+    broadcast::channel(256).0
+}
+
+/// Whether a status says the last attempt failed because the cloud did not answer.
+pub fn was_unreachable(status: Option<&cloudkit_crds::ManagedStatus>) -> bool {
+    status::condition(status, READY).is_some_and(|c| c.reason == Reason::ProviderError.as_str())
+}
+
+/// The objects of kind `K` to retry now: on the recovered ProviderConfig, last failed with
+/// `ProviderError`.
+pub fn retries<K: ManagedKind>(
+    rx: broadcast::Receiver<Recovered>,
+    objects: Store<K>,
+) -> impl Stream<Item = ObjectRef<K>> {
+    let recovered = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(config) => return Some((config, rx)),
+                // A missed one only means waiting out the backoff, as before.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    futures::StreamExt::flat_map(recovered, move |(namespace, config)| {
+        let refs: Vec<ObjectRef<K>> = objects
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.namespace().as_deref() == Some(namespace.as_str())
+                    && o.managed().provider_config_ref.name == config
+                    && was_unreachable(o.managed_status())
+            })
+            .map(|o| ObjectRef::from_obj(&*o))
+            .collect();
+        futures::stream::iter(refs)
+    })
+}
