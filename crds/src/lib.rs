@@ -123,7 +123,47 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ]
     .into_iter()
     .map(unobserved_until_reconciled)
+    .map(bounded_integers)
     .collect()
+}
+
+/// Gives every `int32`/`int64` field the bounds of its type. kube-apiserver 1.20 does not
+/// check `format`, so `memoryMb: 3000000000` was stored, and then the controller could not
+/// decode the list of Functions at all: one bad number stopped a whole kind. With the bounds
+/// the apiserver refuses it at apply, naming the field.
+fn bounded_integers(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    fn walk(schema: &mut JSONSchemaProps) {
+        let bounds = match schema.format.as_deref() {
+            Some("int32") => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+            // The nearest doubles inside i64's range (the schema's bounds are doubles).
+            Some("int64") => Some((-9_223_372_036_854_774_784.0, 9_223_372_036_854_774_784.0)),
+            _ => None,
+        };
+        if let Some((min, max)) = bounds {
+            schema.minimum.get_or_insert(min);
+            schema.maximum.get_or_insert(max);
+        }
+        for property in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+            walk(property);
+        }
+        match schema.items.as_mut() {
+            Some(JSONSchemaPropsOrArray::Schema(item)) => walk(item),
+            Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(walk),
+            None => {}
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+            walk(values);
+        }
+    }
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            walk(schema);
+        }
+    }
+    crd
 }
 
 /// `status.observedGeneration` reads -1 until the controller writes it (the apiserver
@@ -210,6 +250,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every integer field is bounded by its type, so the apiserver refuses what the
+    /// controller could not decode (see bounded_integers).
+    #[test]
+    fn every_integer_field_is_bounded() {
+        let yaml = crds_yaml().expect("CRDs serialize");
+        let docs: Vec<serde_json::Value> = yaml
+            .split("\n---\n")
+            .map(|d| serde_saphyr::from_str(d).expect("a CRD"))
+            .collect();
+        fn check(v: &serde_json::Value, path: &str, seen: &mut usize) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(f) = map.get("format").and_then(|f| f.as_str())
+                        && (f == "int32" || f == "int64")
+                    {
+                        *seen += 1;
+                        assert!(map.contains_key("minimum") && map.contains_key("maximum"), "{path}");
+                    }
+                    for (k, child) in map {
+                        check(child, &format!("{path}.{k}"), seen);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| check(i, path, seen)),
+                _ => {}
+            }
+        }
+        let mut seen = 0;
+        for d in &docs {
+            check(d, "", &mut seen);
+        }
+        assert!(seen >= 9, "{seen} integer fields");
     }
 
     /// kstatus must see a never-reconciled object as InProgress (see unobserved_until_reconciled).
