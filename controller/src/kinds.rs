@@ -44,6 +44,12 @@ pub trait ManagedKind: Managed {
     fn spec_errors(&self, cloud: Cloud) -> Vec<FieldError> {
         let config = &self.managed().provider_config_ref.name;
         let mut errors = validation::cloud_blocks(&self.cloud_blocks(), cloud, config);
+        errors.extend(validation::connection_secret(
+            self.managed()
+                .write_connection_secret_to_ref
+                .as_ref()
+                .map(|r| r.name.as_str()),
+        ));
         errors.extend(self.validate(&self.desired_external_name(), self.name_field(), cloud));
         errors.extend(references::self_references(
             Self::KIND,

@@ -54,6 +54,30 @@ impl SpecErrors {
 }
 
 /// A per-cloud block for a cloud other than the ProviderConfig's is a mistake, not a no-op.
+/// `spec.writeConnectionSecretToRef.name` must be a Secret name the apiserver accepts (a
+/// DNS-1123 subdomain), or the resource is made in the cloud and then its Secret can never
+/// be written.
+pub fn connection_secret(name: Option<&str>) -> Vec<FieldError> {
+    let Some(name) = name else { return Vec::new() };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        return Vec::new();
+    }
+    vec![FieldError::new(
+        "spec.writeConnectionSecretToRef.name",
+        format!(
+            "'{name}' is not a valid Secret name: use at most 253 lowercase letters, digits, '-' and '.', \
+             starting and ending with a letter or digit"
+        ),
+    )]
+}
+
 pub fn cloud_blocks(present: &[Cloud], cloud: Cloud, provider_config: &str) -> Vec<FieldError> {
     present
         .iter()
@@ -322,6 +346,9 @@ pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
                 Some("keys must not start with the reserved prefix 'aws:'".to_owned())
             }
             Cloud::Aws if value.chars().count() > 256 => Some("values must be at most 256 characters".to_owned()),
+            Cloud::Aws if !aws_tag_text(key) || !aws_tag_text(value) => {
+                Some("AWS tags may hold letters, digits, spaces and _ . : / = + - @ only".to_owned())
+            }
             Cloud::Azure if !is_identifier(key) => Some(
                 "Azure metadata keys must be identifiers: letters, digits and '_', not starting with a digit"
                     .to_owned(),
@@ -340,6 +367,12 @@ pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
         }
     }
     errors
+}
+
+/// AWS's documented tag pattern, `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`, for every service CloudKit uses.
+fn aws_tag_text(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
 }
 
 fn is_identifier(key: &str) -> bool {
@@ -413,6 +446,12 @@ mod tests {
         let aws = bucket("good-name", "metadata.name", &s, Cloud::Aws);
         assert_eq!(aws.len(), 1, "{aws:?}");
         assert_eq!(aws[0].field, "spec.tags.aws:reserved");
+        let mut odd = spec();
+        odd.tags.insert("team*x".into(), "a#b".into());
+        odd.tags.insert("Owner Name".into(), "ops@example.com +1 / é".into());
+        let odd = tags(&odd.tags, Cloud::Aws);
+        assert_eq!(odd.len(), 1, "{odd:?}");
+        assert_eq!(odd[0].field, "spec.tags.team*x");
         let gcp = bucket("good-name", "metadata.name", &s, Cloud::Gcp);
         assert_eq!(gcp.len(), 2, "{gcp:?}");
     }

@@ -87,11 +87,13 @@ fn subscription(field: &str, s: &Subscription) -> Vec<FieldError> {
         }
     }
     let empty_ref = |r: &Option<crate::common::LocalRef>| r.as_ref().is_some_and(|r| r.name.is_empty());
-    if empty_ref(&s.queue_ref) || empty_ref(&s.function_ref) {
-        errors.push(FieldError::new(
-            format!("{field}.{needed}.name"),
-            "is empty: name an object",
-        ));
+    for (name, r) in [("queueRef", &s.queue_ref), ("functionRef", &s.function_ref)] {
+        if empty_ref(r) {
+            errors.push(FieldError::new(
+                format!("{field}.{name}.name"),
+                "is empty: name an object",
+            ));
+        }
     }
     if let Some(endpoint) = &s.endpoint {
         let problem = match protocol {
