@@ -30,16 +30,8 @@ pub fn retries<K: ManagedKind>(
     rx: broadcast::Receiver<Recovered>,
     objects: Store<K>,
 ) -> impl Stream<Item = ObjectRef<K>> {
-    let recovered = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(config) => return Some((config, rx)),
-                // A missed one only means waiting out the backoff, as before.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
+    // A missed one only means waiting out the backoff, as before.
+    let recovered = crate::references::received(rx);
     futures::StreamExt::flat_map(recovered, move |(namespace, config)| {
         let refs: Vec<ObjectRef<K>> = objects
             .state()

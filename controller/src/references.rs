@@ -156,6 +156,20 @@ pub fn announcer<K: Managed>(
     }
 }
 
+/// What a broadcast receiver gets, as a stream; messages lost to a full channel are skipped
+/// (each caller says why that is safe).
+pub fn received<T: Clone + Send + 'static>(rx: broadcast::Receiver<T>) -> impl Stream<Item = T> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(message) => return Some((message, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
 /// The objects of kind `K` a signal concerns, as reconcile triggers. `woken` hears of each
 /// dependent a Readied signal wakes (`Kind/namespace/name`) and when its dependency turned Ready.
 pub fn triggers<K: Managed>(
@@ -164,16 +178,8 @@ pub fn triggers<K: Managed>(
     kind: Kind,
     woken: impl Fn(String, Instant) + Send + 'static,
 ) -> impl Stream<Item = ObjectRef<K>> {
-    let signals = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(signal) => return Some((signal, rx)),
-                // Missed signals are covered by the waiting objects' own recheck.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
+    // Missed signals are covered by the waiting objects' own recheck.
+    let signals = received(rx);
     futures::StreamExt::flat_map(signals, move |signal| {
         let refs: Vec<ObjectRef<K>> = match signal {
             Signal::Readied {
