@@ -92,4 +92,7 @@ pub enum Error {
     Cleanup(Failure),
     #[error("finalizer handling failed: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The whole reconcile outran its bound; it was cut short and is retried with backoff.
+    #[error("reconcile took longer than {0:?}: cut short, to be retried")]
+    TimedOut(std::time::Duration),
 }

@@ -29,6 +29,11 @@ use crate::status::{self, Outcome, READY, STALLED};
 use crate::{connection_secret, identity, provider, recovery};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
+/// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
+/// and a reconcile makes a handful, so this is only reached by a hang nothing else bounds;
+/// then the worker is freed, and what was cut short is settled by the next run, as after a
+/// crash (tests/e2e/tests/crash.rs).
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 const FIELD_MANAGER: &str = "cloudkit";
 
 pub struct Context {
@@ -67,14 +72,16 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
         name: obj.name_any(),
     }));
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(obj) => apply(&api, &obj, &ctx).await,
             FinalizerEvent::Cleanup(obj) => cleanup(&api, &obj, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    });
+    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, reconciled).await {
+        Ok(result) => result.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+    };
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     result
 }
