@@ -175,6 +175,11 @@ struct ControllerArgs {
     /// is reported Stalled, so pipelines stop waiting; retries go on (e.g. 90s, 5m, 1h).
     #[arg(long, env = "CLOUDKIT_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
     stall_after: Duration,
+    /// Namespaces whose ProviderConfigs may use the controller's own credentials
+    /// (`source: Environment` or `WorkloadIdentity`): comma-separated, `*` for all, empty for
+    /// none. In a cluster shared by teams, list only the operator's namespaces.
+    #[arg(long, env = "CLOUDKIT_AMBIENT_CREDENTIALS_NAMESPACES", default_value = "*")]
+    ambient_credentials_namespaces: String,
     /// Run as one of several replicas: only the holder of the Lease reconciles; the others
     /// wait and take over within 15 s of the leader dying (at once when it shuts down).
     #[arg(long, env = "CLOUDKIT_LEADER_ELECT")]
@@ -182,11 +187,6 @@ struct ControllerArgs {
     /// The Lease's namespace (default: $POD_NAMESPACE, else --namespace, else `default`).
     #[arg(long, env = "CLOUDKIT_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
-    /// Namespaces whose ProviderConfigs may use the controller's own credentials
-    /// (`source: Environment` or `WorkloadIdentity`): comma-separated, `*` for all, empty for
-    /// none. In a cluster shared by teams, list only the operator's namespaces.
-    #[arg(long, env = "CLOUDKIT_AMBIENT_CREDENTIALS_NAMESPACES", default_value = "*")]
-    ambient_credentials_namespaces: String,
     /// The Lease's name: replicas with the same name and namespace elect one leader.
     #[arg(long, env = "CLOUDKIT_LEASE_NAME", default_value = "cloudkit")]
     lease_name: String,
