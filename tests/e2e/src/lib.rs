@@ -244,6 +244,15 @@ impl Harness {
         }
     }
 
+    /// The owner tag the controller (`--cluster-name` left at `default`) puts on what the
+    /// object `kind`/`name` of this namespace manages.
+    pub fn owner_tag(&self, kind: &str, name: &str) -> (String, String) {
+        (
+            "cloudkit.dev/owner".to_owned(),
+            format!("default/{}/{kind}/{name}", self.ns),
+        )
+    }
+
     /// Prefixes names with the namespace so tests never share a bucket in the emulator.
     pub fn bucket_name(&self, short: &str) -> String {
         format!("{}-{short}", self.ns)
