@@ -49,6 +49,8 @@ pub struct Context {
     pub stall_after: Duration,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
+    /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
+    pub last_resolved: provider::LastResolved,
     /// This cluster's name in owner tags (`--cluster-name`).
     pub cluster: String,
     /// Told when a cloud answers an object that it had not answered before.
@@ -179,6 +181,7 @@ async fn sync<K: ManagedKind>(
         &ctx.ambient,
     )
     .await?;
+    ctx.last_resolved.remember(&namespace, config_name, &provider.ctx);
     let cloud = provider.ctx.cloud;
 
     let mut recorded = identity::recorded(obj);
@@ -427,21 +430,27 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         return Err(Error::Cleanup(failure));
     }
     let result = async {
-        let provider = provider::resolve(
+        let config_name = &managed.provider_config_ref.name;
+        let provider = match provider::resolve(
             &ctx.client,
             &ctx.provider_configs,
             &namespace,
-            &managed.provider_config_ref.name,
+            config_name,
             &ctx.ambient,
         )
-        .await?;
-        decide::pinned(
-            obj.managed_status(),
-            &provider.ctx.target(),
-            &name,
-            &managed.provider_config_ref.name,
-        )?;
-        K::backend(&provider.ctx, &ctx.clouds).await?.delete(&name).await?;
+        .await
+        {
+            Ok(provider) => provider.ctx,
+            Err(failure) => {
+                let last = ctx.last_resolved.instead_of(&namespace, config_name, &failure);
+                let Some(last) = last else { return Err(failure) };
+                info!(kind = %K::kind(&()), object = %key(obj),
+                    "deleting '{name}' with the credentials ProviderConfig '{config_name}' last had: {failure}");
+                last
+            }
+        };
+        decide::pinned(obj.managed_status(), &provider.target(), &name, config_name)?;
+        K::backend(&provider, &ctx.clouds).await?.delete(&name).await?;
         Ok::<(), Failure>(())
     }
     .await;

@@ -410,6 +410,36 @@ async fn missing_provider_config_waits_then_stalls_then_recovers_when_created() 
     assert_eq!(ready.status.and_then(|s| s.failing_since), None);
 }
 
+/// `kubectl delete -f stack/` (or a namespace deletion) may remove the credentials Secret
+/// before the objects whose cleanup needs it: they still delete their cloud resources.
+#[tokio::test]
+async fn deleting_the_secret_first_strands_nothing() {
+    let h = Harness::new("secretfirst").await;
+    let names = [h.bucket_name("one"), h.bucket_name("two")];
+    for name in &names {
+        h.apply_bucket(name, json!({"tags": {"team": "a"}})).await;
+    }
+    for name in &names {
+        h.wait_bucket(name, "Ready", ready_at_generation).await;
+    }
+    // The Secret first in the same command, as a manifest listing it first would.
+    let mut args = vec!["delete", "--wait=false", "secret/aws", "providerconfig/default"];
+    let objects: Vec<String> = names.iter().map(|n| format!("bucket/{n}")).collect();
+    args.extend(objects.iter().map(String::as_str));
+    let out = h.kubectl(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in &names {
+        h.wait_gone(name).await;
+        assert!(!h.bucket_exists(name).await, "'{name}' left in the cloud");
+        assert!(h.event_reasons(name).await.contains(&"Deleted".to_owned()));
+    }
+    let configs: Api<ProviderConfig> = Api::namespaced(h.client.clone(), &h.ns);
+    eventually("the ProviderConfig released", || async {
+        configs.get_opt("default").await.ok().flatten().is_none()
+    })
+    .await;
+}
+
 /// Deleting a whole stack deletes the ProviderConfig too, at the same moment: it must stay
 /// until the objects using it have cleaned up their cloud resources with its credentials.
 #[tokio::test]
