@@ -9,7 +9,7 @@ use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
 use cloudkit_crds::{DeletionPolicy, ManagedStatus};
 use cloudkit_drift::FieldDiff;
-use cloudkit_reconcilers::{Clouds, Outputs};
+use cloudkit_reconcilers::{CloudError, Clouds, Outputs};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -76,6 +76,13 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
         name: obj.name_any(),
     }));
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    if let Some(failure) = unserved(&*obj, &ctx).await {
+        let name = obj.desired_external_name();
+        report_failure(&api, &*obj, &ctx, &name, &failure, &mut obj.managed_status().cloned()).await?;
+        ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
+        // A human must pick another ProviderConfig; changing it wakes the object.
+        return Ok(Action::await_change());
+    }
     let reconciled = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(obj) => apply(&api, &obj, &ctx).await,
@@ -88,6 +95,28 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
     };
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     result
+}
+
+/// Why an object that holds no finalizer yet should not get one: its ProviderConfig's cloud
+/// has no backend for its kind, so nothing will ever be made that needs cleaning up, and the
+/// object must stay deletable without the controller (uninstalled, or never upgraded).
+async fn unserved<K: ManagedKind>(obj: &K, ctx: &Context) -> Option<Failure> {
+    if obj.meta().deletion_timestamp.is_some() || obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return None;
+    }
+    let provider = provider::resolve(
+        &ctx.client,
+        &ctx.provider_configs,
+        &obj.namespace().unwrap_or_default(),
+        &obj.managed().provider_config_ref.name,
+        &ctx.ambient,
+    )
+    .await
+    .ok()?;
+    match K::backend(&provider.ctx, &ctx.clouds).await {
+        Err(unsupported @ CloudError::Unsupported { .. }) => Some(unsupported.into()),
+        _ => None,
+    }
 }
 
 pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -358,6 +358,22 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
             .is_some_and(|c| c.status == "True" && c.reason == "UnsupportedForProvider")
     })
     .await;
+    // Nothing can be made for it, so nothing holds it: it goes at once, controller or not.
+    assert!(
+        queues
+            .get("jobs")
+            .await
+            .expect("get queue")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
+    queues.delete("jobs", &Default::default()).await.expect("delete queue");
+    assert!(
+        queues.get_opt("jobs").await.expect("get queue").is_none(),
+        "deleted at once"
+    );
 
     // Deleting a resource that never existed in the cloud releases it without a cloud call.
     h.delete_bucket("bad").await;
