@@ -35,6 +35,8 @@ pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// crash (tests/e2e/tests/crash.rs).
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 const FIELD_MANAGER: &str = "cloudkit";
+/// How soon a resource the cloud is still deleting is looked at again.
+const DELETE_RECHECK: Duration = Duration::from_secs(3);
 
 pub struct Context {
     pub client: Client,
@@ -479,7 +481,20 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
             }
         };
         decide::pinned(obj.managed_status(), &provider.target(), &name, config_name)?;
-        K::backend(&provider, &ctx.clouds).await?.delete(&name).await?;
+        let backend = K::backend(&provider, &ctx.clouds).await?;
+        backend.delete(&name).await?;
+        // Delete, then observe until gone: a cloud that deletes in the background is not
+        // reported done while the resource (and its name) still exists.
+        if backend.settles_async()
+            && let Some(still) = backend.observe(&name).await?
+        {
+            let why = still.pending.unwrap_or_else(|| "still there".to_owned());
+            return Err(Failure::waiting(
+                Reason::Deleting,
+                format!("'{name}' is being deleted: {why}"),
+                DELETE_RECHECK,
+            ));
+        }
         Ok::<(), Failure>(())
     }
     .await;

@@ -55,6 +55,9 @@ reasons! {
     Creating => Progress,
     /// The cloud accepted the change and is still applying it (a DynamoDB table CREATING).
     Provisioning => Waits,
+    /// The cloud accepted the delete and is still carrying it out (a DynamoDB table DELETING);
+    /// the object is released once the resource is gone.
+    Deleting => Waits,
     /// The `Reconciling` reason while an error is retried.
     RetryingAfterError => Progress,
     /// A ProviderConfig's settings are valid and its credentials present.
