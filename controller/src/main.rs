@@ -17,6 +17,7 @@ mod provider_config;
 mod reconcile;
 mod recovery;
 mod references;
+mod shared_tags;
 mod status;
 
 use std::net::SocketAddr;

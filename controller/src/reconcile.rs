@@ -2,6 +2,7 @@
 //! create or update from one diff, write status only when it changed, delete on cleanup.
 
 use cloudkit_crds::reason::Reason;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
 use cloudkit_crds::{DeletionPolicy, ManagedStatus};
 use cloudkit_drift::FieldDiff;
-use cloudkit_reconcilers::{CloudError, Clouds, Outputs};
+use cloudkit_reconcilers::{CloudError, Clouds, Outputs, Tagged};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -26,7 +27,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider, recovery};
+use crate::{connection_secret, identity, provider, recovery, shared_tags};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
@@ -224,10 +225,15 @@ async fn sync<K: ManagedKind>(
     // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
     let owner = backend.owner_tag(&obj.owner(&ctx.cluster));
-    let desired = decide::desired(obj, &ctx.stores, &owner)?;
+    let mut desired = decide::desired(obj, &ctx.stores, &owner)?;
+    let requested: BTreeSet<String> = desired.tags().keys().cloned().collect();
+    let applied_tags = shared_tags::applied(obj.annotations());
     let adopt = managed.external_name.is_some();
     let mut created = false;
     let mut observed = backend.observe(name).await?;
+    if let Some(found) = &observed {
+        shared_tags::keep_foreign(&mut desired, &found.state, applied_tags.as_ref());
+    }
     if recorded.is_none() && observed.is_some() && !adopt {
         // Found, and nothing here says it is ours: before calling it someone else's, read
         // the object itself, as the cache may not have seen our own record yet (a retry
@@ -290,6 +296,10 @@ async fn sync<K: ManagedKind>(
             message: format!("'{name}' was created but is not visible yet"),
             after: Some(Duration::from_secs(2)),
         })?);
+        if let Some(found) = &observed {
+            // Tags the cloud itself put on the new resource are not ours to remove.
+            shared_tags::keep_foreign(&mut desired, &found.state, Some(&requested));
+        }
         decision = decide::decide(
             observed.as_ref(),
             &desired,
@@ -375,6 +385,7 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
+    shared_tags::record(api, obj, &requested).await?;
     if adopted {
         identity::adopted(api, obj, name, &now()).await?;
     } else if !created {
