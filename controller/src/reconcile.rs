@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
-use cloudkit_crds::{DeletionPolicy, ManagedStatus};
+use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus};
 use cloudkit_drift::FieldDiff;
 use cloudkit_reconcilers::{CloudError, Clouds, Outputs, Tagged};
 use kube::api::{Patch, PatchParams};
@@ -64,6 +64,8 @@ pub struct Context {
 struct Synced {
     outputs: Outputs,
     drift: Vec<FieldDrift>,
+    /// The drift is left in the cloud (`driftPolicy: Report`).
+    drifted: bool,
     changed: bool,
     resync: Duration,
     region: String,
@@ -167,6 +169,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             let outcome = Outcome::InSync {
                 outputs: &synced.outputs,
                 drift: synced.drift,
+                drifted: synced.drifted,
                 changed: synced.changed,
             };
             let mut next = status::next(current.as_ref(), generation, &name, &outcome, &now());
@@ -257,6 +260,18 @@ async fn sync<K: ManagedKind>(
         backend.immutable(),
         &owner,
     )?;
+    let policy = managed.drift_policy.unwrap_or_default();
+    // Made or adopted before, and now gone: deleted outside CloudKit.
+    let vanished = decision == Decision::Create && recorded.is_some() && identity::existed(obj);
+    if vanished && policy != DriftPolicy::Correct {
+        return Err(Failure::stalled(
+            Reason::ExternalResourceMissing,
+            format!(
+                "'{name}' was deleted outside CloudKit and spec.driftPolicy is {policy:?}, so it is not made \
+                 again: set driftPolicy: Correct to recreate it, or delete this object"
+            ),
+        ));
+    }
     if decision == Decision::Create {
         if recorded.is_none() {
             identity::record_before_create(api, obj, name, &now()).await?;
@@ -289,8 +304,16 @@ async fn sync<K: ManagedKind>(
         }
         created = true;
         identity::created(api, obj, &now()).await?;
-        info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
-        publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
+        let (reason, note) = if vanished {
+            (
+                "Recreated",
+                format!("'{name}' was deleted outside CloudKit; created it again"),
+            )
+        } else {
+            ("Created", format!("created '{name}'"))
+        };
+        info!(kind = %K::kind(&()), object = %key(obj), "{note}");
+        publish(ctx, obj, EventType::Normal, reason, note).await;
         observed = Some(backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
             reason: Reason::ProviderError,
             message: format!("'{name}' was created but is not visible yet"),
@@ -316,8 +339,16 @@ async fn sync<K: ManagedKind>(
             format!("'{name}' was neither found nor created"),
         ));
     };
+    // Diffs on a generation that was already in sync were made outside CloudKit: drift.
+    // A manifest change is always applied, whatever the policy.
+    let was_in_sync = current.as_ref().is_some_and(|s| {
+        s.observed_generation == obj.meta().generation
+            && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
+    });
+    let is_drift = was_in_sync && !created && !diffs.is_empty();
+    let leave = is_drift && policy != DriftPolicy::Correct;
     let mut outputs = observed.outputs;
-    if !diffs.is_empty() {
+    if !diffs.is_empty() && !leave {
         backend.update(name, &desired, &diffs).await?;
         if backend.settles_async() {
             let after = backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
@@ -340,16 +371,16 @@ async fn sync<K: ManagedKind>(
             outputs = after.outputs;
         }
     }
-    // Diffs on a generation that was already in sync were made outside CloudKit: drift.
-    let was_in_sync = current.as_ref().is_some_and(|s| {
-        s.observed_generation == obj.meta().generation
-            && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
-    });
-    let drift: Vec<FieldDrift> = if was_in_sync && !created {
+    let drift: Vec<FieldDrift> = if is_drift && policy != DriftPolicy::Ignore {
         diffs.iter().map(field_drift).collect()
     } else {
         Vec::new()
     };
+    // Left drift is reported when it differs from what status already says.
+    let news = !drift.is_empty() && (!leave || current.as_ref().is_none_or(|s| !status::same_drift(&s.drift, &drift)));
+    if news {
+        ctx.metrics.drift_detected(&K::kind(&()), provider.ctx.cloud.as_str());
+    }
     let adopted = adopting && !created;
 
     let mut top_level: Vec<&str> = diffs
@@ -371,6 +402,18 @@ async fn sync<K: ManagedKind>(
             _ => "; it stays in the cloud when this object is deleted (set spec.deletionPolicy: Delete to change that)",
         };
         ("Adopted", format!("adopted existing '{name}'{set}{kept}"))
+    } else if leave {
+        if news {
+            (
+                "DriftDetected",
+                format!(
+                    "'{name}' was changed outside CloudKit; left as is (driftPolicy: Report): {}",
+                    describe(&diffs)
+                ),
+            )
+        } else {
+            ("", String::new())
+        }
     } else if !drift.is_empty() {
         (
             "DriftCorrected",
@@ -399,7 +442,8 @@ async fn sync<K: ManagedKind>(
     Ok(Synced {
         outputs,
         drift,
-        changed: created || adopted || !diffs.is_empty(),
+        drifted: leave && policy == DriftPolicy::Report,
+        changed: created || adopted || (!diffs.is_empty() && !leave),
         resync: provider.resync,
         region: provider.ctx.region,
         provider: target,
@@ -638,6 +682,7 @@ fn truncate(mut text: String, max: usize) -> String {
 
 fn field_drift(d: &FieldDiff) -> FieldDrift {
     FieldDrift {
+        detected_at: None,
         field: d.path.clone(),
         desired: d.desired.to_string(),
         observed: d.observed.to_string(),
