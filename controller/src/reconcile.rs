@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
-use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus};
+use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus, ManagementPolicy};
 use cloudkit_drift::FieldDiff;
 use cloudkit_reconcilers::{CloudError, Clouds, Outputs, Tagged};
 use kube::api::{Patch, PatchParams};
@@ -237,6 +237,24 @@ async fn sync<K: ManagedKind>(
     if let Some(found) = &observed {
         shared_tags::keep_foreign(&mut desired, &found.state, applied_tags.as_ref());
     }
+    if managed.management_policy == Some(ManagementPolicy::ObserveOnly) {
+        let seen = Seen {
+            name,
+            cloud: cloud.as_str(),
+            owner: &owner,
+            current: current.as_ref(),
+        };
+        let (outputs, drift) = observe_only(api, obj, ctx, &seen, observed, desired).await?;
+        return Ok(Synced {
+            outputs,
+            drifted: !drift.is_empty(),
+            drift,
+            changed: false,
+            resync: provider.resync,
+            region: provider.ctx.region,
+            provider: target,
+        });
+    }
     if recorded.is_none() && observed.is_some() && !adopt {
         // Found, and nothing here says it is ours: before calling it someone else's, read
         // the object itself, as the cache may not have seen our own record yet (a retry
@@ -450,6 +468,73 @@ async fn sync<K: ManagedKind>(
     })
 }
 
+/// `managementPolicy: ObserveOnly`: the resource's outputs, and how it differs from the
+/// manifest, reported and left. Nothing is written to the cloud: no create, no update, not
+/// even the owner tag.
+async fn observe_only<K: ManagedKind>(
+    api: &Api<K>,
+    obj: &K,
+    ctx: &Context,
+    seen: &Seen<'_>,
+    observed: Option<cloudkit_reconcilers::Observed<K::State>>,
+    mut desired: K::State,
+) -> Result<(Outputs, Vec<FieldDrift>), Failure> {
+    let Seen {
+        name,
+        cloud,
+        owner,
+        current,
+    } = *seen;
+    let Some(found) = observed else {
+        return Err(Failure::stalled(
+            Reason::ExternalResourceMissing,
+            format!(
+                "'{name}' does not exist, and managementPolicy: ObserveOnly never creates: create it \
+                 elsewhere, name an existing one in spec.externalName, or set managementPolicy: Full"
+            ),
+        ));
+    };
+    if let Some(pending) = &found.pending {
+        return Err(decide::provisioning(name, pending));
+    }
+    // The owner tag is not ours to add here; whatever the resource carries is left as is.
+    match found.state.tags().get(&owner.key) {
+        Some(value) => desired.tags_mut().insert(owner.key.clone(), value.clone()),
+        None => desired.tags_mut().remove(&owner.key),
+    };
+    let diffs = decide::diff(&desired, &found.state)?;
+    let drift: Vec<FieldDrift> = diffs.iter().map(field_drift).collect();
+    if !drift.is_empty() && current.is_none_or(|s| !status::same_drift(&s.drift, &drift)) {
+        ctx.metrics.drift_detected(&K::kind(&()), cloud);
+        publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            "DriftDetected",
+            format!(
+                "'{name}' differs from the manifest; left as is (managementPolicy: ObserveOnly): {}",
+                describe(&diffs)
+            ),
+        )
+        .await;
+    }
+    if !obj.annotations().contains_key(identity::ADOPTED) {
+        // Someone else's resource: should the policy become Full, it is kept on delete
+        // unless the manifest says otherwise, as any adopted resource.
+        identity::adopted(api, obj, name, &now()).await?;
+    }
+    Ok((found.outputs, drift))
+}
+
+/// What `observe_only` reports against.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    name: &'a str,
+    cloud: &'a str,
+    owner: &'a cloudkit_reconcilers::OwnerTag,
+    current: Option<&'a ManagedStatus>,
+}
+
 /// Writes the outputs into the Secret the spec names, if it names one.
 async fn write_connection_secret<K: ManagedKind>(
     ctx: &Context,
@@ -486,13 +571,15 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
     let Some(name) = identity::recorded(obj) else {
         return Ok(Action::await_change());
     };
-    if identity::deletion_policy(managed.deletion_policy, obj.annotations()) == DeletionPolicy::Retain {
+    let observe_only = managed.management_policy == Some(ManagementPolicy::ObserveOnly);
+    if observe_only || identity::deletion_policy(managed.deletion_policy, obj.annotations()) == DeletionPolicy::Retain {
         publish(
             ctx,
             obj,
             EventType::Normal,
             "Retained",
             match managed.deletion_policy {
+                _ if observe_only => format!("left '{name}' in the cloud (managementPolicy: ObserveOnly)"),
                 Some(_) => format!("left '{name}' in the cloud (deletionPolicy: Retain)"),
                 None => format!("left '{name}' in the cloud: it was adopted, and spec.deletionPolicy is unset"),
             },

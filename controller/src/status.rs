@@ -115,7 +115,7 @@ pub fn next(
             let fields = || drift.iter().map(|d| d.field.as_str()).collect::<Vec<_>>().join(", ");
             if *drifted {
                 let message = format!(
-                    "changed outside CloudKit and left so (driftPolicy: Report): {}",
+                    "differs from the manifest and is left so (driftPolicy: Report or managementPolicy: ObserveOnly): {}",
                     fields()
                 );
                 set_condition(

@@ -54,6 +54,18 @@ pub enum DriftPolicy {
     Ignore,
 }
 
+/// What the controller may do to the cloud resource.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create, update and delete it.
+    #[default]
+    Full,
+    /// Only read it, for its outputs and to report how it differs from the manifest: never
+    /// created, changed, tagged or deleted. The resource must exist (name it with
+    /// `externalName`); deleting the object leaves it.
+    ObserveOnly,
+}
+
 /// A reference to another CloudKit resource in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct LocalRef {
@@ -118,6 +130,9 @@ pub struct ManagedFields {
     /// resource this object created is deleted and one it adopted (`externalName`) is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    /// `Full` (default) or `ObserveOnly`: read the resource, never write to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_policy: Option<ManagementPolicy>,
     /// What to do about changes made outside CloudKit: `Correct` (default), `Report` or
     /// `Ignore`. A change of the manifest itself is always applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
