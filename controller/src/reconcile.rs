@@ -359,10 +359,9 @@ async fn sync<K: ManagedKind>(
     };
     // Diffs on a generation that was already in sync were made outside CloudKit: drift.
     // A manifest change is always applied, whatever the policy.
-    let was_in_sync = current.as_ref().is_some_and(|s| {
-        s.observed_generation == obj.meta().generation
-            && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
-    });
+    let was_in_sync = current
+        .as_ref()
+        .is_some_and(|s| s.synced_generation.is_some() && s.synced_generation == obj.meta().generation);
     let is_drift = was_in_sync && !created && !diffs.is_empty();
     let leave = is_drift && policy != DriftPolicy::Correct;
     let mut outputs = observed.outputs;

@@ -108,6 +108,7 @@ pub fn next(
             changed,
         } => {
             status.external_name = Some(external_name.to_owned());
+            status.synced_generation = generation;
             status.arn = outputs.arn.clone();
             status.url = outputs.url.clone();
             status.id = outputs.id.clone();

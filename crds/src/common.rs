@@ -214,6 +214,11 @@ pub struct ManagedStatus {
     /// the controller's `--stall-after` the object is reported `Stalled`. Cleared on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<String>,
+    /// The last `metadata.generation` the cloud resource was brought fully in line with.
+    /// Differences found while it still equals the generation were made outside CloudKit
+    /// (drift), even if failures came in between; a newer generation is the user's edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_generation: Option<i64>,
     /// When the controller last created, updated or adopted the cloud resource. Quiet
     /// resyncs that find nothing to change leave it (and the whole status) untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
 use cloudkit_e2e::{Harness, condition, eventually, is_true, ready_at_generation};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ObjectMeta;
 use serde_json::json;
 
 async fn team(h: &Harness, bucket: &str) -> Option<String> {
@@ -235,4 +238,46 @@ async fn observe_only_reads_and_never_writes() {
     .await;
     h.wait_stalled("ghost", "ExternalResourceMissing").await;
     assert!(!h.bucket_exists(&missing).await);
+}
+
+/// Drift is "differs from what CloudKit last applied": a change made outside while the
+/// object was failing for another reason is still reported as drift when it recovers.
+#[tokio::test]
+async fn a_change_made_during_a_failure_is_still_drift() {
+    let h = Harness::new("drift-failing").await;
+    let name = h.bucket_name("failing");
+    h.apply_bucket(&name, json!({"tags": {"team": "a"}})).await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns);
+    let secret = secrets.get("aws").await.expect("the harness's Secret");
+    secrets.delete("aws", &Default::default()).await.expect("delete Secret");
+    h.wait_bucket(&name, "CredentialsNotFound", |b| {
+        condition(b.status.as_ref(), "Ready").is_some_and(|c| c.reason == "CredentialsNotFound")
+    })
+    .await;
+    retag(&h, &name, "edited").await;
+    let restored = Secret {
+        metadata: ObjectMeta {
+            name: Some("aws".into()),
+            ..Default::default()
+        },
+        data: secret.data,
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &restored)
+        .await
+        .expect("restore Secret");
+    let b = h
+        .wait_bucket(&name, "Ready with drift", |b| {
+            ready_at_generation(b) && b.status.as_ref().is_some_and(|s| !s.drift.is_empty())
+        })
+        .await;
+    let drift = &b.status.as_ref().expect("status").drift;
+    assert_eq!(drift[0].field, "tags.team", "{drift:?}");
+    assert_eq!(team(&h, &name).await.as_deref(), Some("a"));
+    eventually("a DriftCorrected event", || async {
+        h.event_reasons(&name).await.contains(&"DriftCorrected".to_owned())
+    })
+    .await;
 }
