@@ -233,6 +233,7 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         recorded.is_some(),
         adopt,
         backend.immutable(),
+        backend.unobserved(),
     );
     Ok(match decision {
         Ok(Decision::Create) => Change::Create { name, target },

@@ -40,8 +40,17 @@ pub fn check<K: ManagedKind>(
             ),
         });
     }
+    let unsupported = obj.unsupported(cloud);
     if !errors.is_empty() {
+        // Everything at once, so that one edit can fix it all.
+        errors.extend(unsupported);
         return Err(Failure::stalled(Reason::InvalidSpec, SpecErrors(errors).to_string()));
+    }
+    if !unsupported.is_empty() {
+        return Err(Failure::stalled(
+            Reason::UnsupportedForProvider,
+            SpecErrors(unsupported).to_string(),
+        ));
     }
     if !obj.references().is_empty()
         && let Some(cycle) = stores.cycle(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any())
@@ -81,6 +90,7 @@ pub fn decide<S: Serialize>(
     ours: bool,
     adopt: bool,
     immutable: &[&str],
+    unobserved: &[&str],
 ) -> Result<Decision, Failure> {
     let Some(observed) = observed else {
         return Ok(Decision::Create);
@@ -99,7 +109,9 @@ pub fn decide<S: Serialize>(
     if let Some(pending) = &observed.pending {
         return Err(provisioning(name, pending));
     }
-    let diffs = diff(desired, &observed.state)?;
+    let mut diffs = diff(desired, &observed.state)?;
+    // What the cloud does not store cannot have drifted, nor be converged.
+    diffs.retain(|d| !unobserved.iter().any(|f| touches(std::slice::from_ref(d), f)));
     let fixed: Vec<&FieldDiff> = diffs
         .iter()
         .filter(|d| immutable.iter().any(|f| touches(std::slice::from_ref(*d), f)))
@@ -184,16 +196,36 @@ mod tests {
     }
 
     #[test]
+    fn fields_the_cloud_does_not_store_are_not_compared() {
+        let found = seen(json!({"partitionKey": {"name": "?"}, "x": 1}));
+        let decision = decide(
+            Some(&found),
+            &json!({"partitionKey": {"name": "id"}, "x": 2}),
+            "a",
+            true,
+            false,
+            &[],
+            &["partitionKey"],
+        );
+        assert!(
+            matches!(decision, Ok(Decision::Converge { ref diffs, .. }) if diffs.len() == 1 && diffs[0].path == "x")
+        );
+    }
+
+    #[test]
     fn missing_resources_are_created() {
-        assert_eq!(decide(None, &json!({}), "a", false, false, &[]), Ok(Decision::Create));
+        assert_eq!(
+            decide(None, &json!({}), "a", false, false, &[], &[]),
+            Ok(Decision::Create)
+        );
     }
 
     #[test]
     fn a_resource_found_by_name_alone_is_not_taken_over() {
         let found = seen(json!({"x": 1}));
-        let refused = decide(Some(&found), &json!({"x": 1}), "a", false, false, &[]);
+        let refused = decide(Some(&found), &json!({"x": 1}), "a", false, false, &[], &[]);
         assert!(matches!(refused, Err(Failure::Stalled { ref reason, .. }) if *reason == Reason::AlreadyExists));
-        let adopted = decide(Some(&found), &json!({"x": 2}), "a", false, true, &[]);
+        let adopted = decide(Some(&found), &json!({"x": 2}), "a", false, true, &[], &[]);
         assert!(matches!(adopted, Ok(Decision::Converge { adopting: true, ref diffs }) if diffs.len() == 1));
     }
 
@@ -207,14 +239,23 @@ mod tests {
             true,
             false,
             &["fifo"],
+            &[],
         );
         assert!(matches!(fixed, Err(Failure::Stalled { ref reason, ref message })
             if *reason == Reason::ImmutableFieldChanged && message.contains("spec.fifo") && !message.contains("spec.x")));
         let mut busy = seen(json!({}));
         busy.pending = Some("CREATING".into());
-        let waiting = decide(Some(&busy), &json!({}), "a", true, false, &[]);
+        let waiting = decide(Some(&busy), &json!({}), "a", true, false, &[], &[]);
         assert!(matches!(waiting, Err(Failure::Waiting { ref reason, .. }) if *reason == Reason::Provisioning));
-        let in_sync = decide(Some(&seen(json!({"x": 1}))), &json!({"x": 1}), "a", true, false, &[]);
+        let in_sync = decide(
+            Some(&seen(json!({"x": 1}))),
+            &json!({"x": 1}),
+            "a",
+            true,
+            false,
+            &[],
+            &[],
+        );
         assert_eq!(
             in_sync,
             Ok(Decision::Converge {

@@ -212,6 +212,7 @@ async fn sync<K: ManagedKind>(
         recorded.is_some(),
         adopt,
         backend.immutable(),
+        backend.unobserved(),
     )?;
     if decision == Decision::Create {
         if recorded.is_none() {
@@ -252,7 +253,15 @@ async fn sync<K: ManagedKind>(
             message: format!("'{name}' was created but is not visible yet"),
             after: Some(Duration::from_secs(2)),
         })?);
-        decision = decide::decide(observed.as_ref(), &desired, name, true, adopt, backend.immutable())?;
+        decision = decide::decide(
+            observed.as_ref(),
+            &desired,
+            name,
+            true,
+            adopt,
+            backend.immutable(),
+            backend.unobserved(),
+        )?;
     }
     let (Decision::Converge { diffs, adopting }, Some(observed)) = (decision, observed) else {
         return Err(Failure::stalled(
