@@ -1,0 +1,206 @@
+//! Bucket on Azure end to end: real kube-apiserver, Azurite, the real controller binary.
+//! Every check of what is in Azurite goes through the tests' own REST client.
+
+use std::collections::BTreeMap;
+
+use cloudkit_crds::Bucket;
+use cloudkit_e2e::{Azurite, CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation};
+use serde_json::json;
+
+/// Each spec tag is present with its value (the controller may add tags of its own).
+fn has_tags(metadata: &BTreeMap<String, String>, tags: &[(&str, &str)]) -> bool {
+    tags.iter().all(|(k, v)| metadata.get(*k).map(String::as_str) == Some(*v))
+}
+
+async fn metadata(az: &Azurite, name: &str) -> BTreeMap<String, String> {
+    let r = az.container(name).await;
+    assert_eq!(r.status, 200, "GetContainerProperties {name}: {}", r.body);
+    r.metadata()
+}
+
+async fn public_access(az: &Azurite, name: &str) -> Option<String> {
+    az.container(name).await.headers.get("x-ms-blob-public-access").cloned()
+}
+
+#[tokio::test]
+async fn azure_container_create_update_drift_and_delete() {
+    let h = Harness::new("azbucket").await;
+    let az = h.azure_provider_config("azure", None).await;
+    let name = h.azure_name("logs", false);
+    h.apply_bucket(
+        &name,
+        json!({"providerConfigRef": {"name": "azure"}, "tags": {"team": "data", "env": "test"}}),
+    )
+    .await;
+    let b = h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.external_name.as_deref(), Some(name.as_str()));
+    assert_eq!(status.url, Some(format!("{}/{name}", az.blob)));
+    let id = format!(
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/cloudkit-e2e/providers/\
+         Microsoft.Storage/storageAccounts/{}/blobServices/default/containers/{name}",
+        az.account
+    );
+    assert_eq!(status.id.as_deref(), Some(id.as_str()));
+    assert_eq!(status.arn.as_deref(), Some(id.as_str()));
+    assert!(status.provider.as_deref().is_some_and(|p| p.starts_with("azure account devstoreaccount1")), "{status:?}");
+    assert!(has_tags(&metadata(&az, &name).await, &[("team", "data"), ("env", "test")]));
+    assert_eq!(public_access(&az, &name).await, None, "blockPublicAccess (default true): private");
+
+    // Update: a value changed, a tag added, one removed; the container made public.
+    h.apply_bucket(
+        &name,
+        json!({
+            "providerConfigRef": {"name": "azure"}, "tags": {"team": "ml", "cost": "c1"},
+            "blockPublicAccess": false, "azure": {"publicAccess": "Blob"}
+        }),
+    )
+    .await;
+    h.wait_bucket(&name, "Ready at the new generation", ready_at_generation).await;
+    let m = metadata(&az, &name).await;
+    assert!(has_tags(&m, &[("team", "ml"), ("cost", "c1")]), "{m:?}");
+    assert!(!m.contains_key("env"), "a tag removed from the spec leaves the container: {m:?}");
+    assert_eq!(public_access(&az, &name).await.as_deref(), Some("blob"));
+
+    // Drift: metadata changed in Azure directly is reported and set back.
+    az.set_container_metadata(&name, &[("team", "hacked")]).await;
+    let b = h
+        .wait_bucket(&name, "drift reported", |b| {
+            b.status.as_ref().is_some_and(|s| s.drift.iter().any(|d| d.field == "tags.team"))
+        })
+        .await;
+    let drift = &b.status.as_ref().expect("status").drift;
+    assert!(drift.iter().any(|d| d.field == "tags.team" && d.observed.contains("hacked")), "{drift:?}");
+    eventually("metadata set back", || async {
+        has_tags(&metadata(&az, &name).await, &[("team", "ml"), ("cost", "c1")])
+    })
+    .await;
+    assert!(h.event_reasons(&name).await.iter().any(|r| r == "DriftCorrected"));
+
+    // Back to private.
+    h.merge_spec::<Bucket>(&name, json!({"blockPublicAccess": true, "azure": null})).await;
+    h.wait_bucket(&name, "Ready private", ready_at_generation).await;
+    assert_eq!(public_access(&az, &name).await, None);
+
+    // deletionPolicy Delete (the default): the container goes with the object.
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(!az.container_exists(&name).await, "container deleted with the object");
+}
+
+#[tokio::test]
+async fn azure_retain_keeps_the_container_and_adoption_takes_it_back() {
+    let h = Harness::new("azretain").await;
+    let az = h.azure_provider_config("azure", None).await;
+    let name = h.azure_name("keep", false);
+    h.apply_bucket(
+        &name,
+        json!({"providerConfigRef": {"name": "azure"}, "deletionPolicy": "Retain", "tags": {"team": "a"}}),
+    )
+    .await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(az.container_exists(&name).await, "Retain leaves the container");
+
+    // A container that exists and is not recorded as ours is refused by name alone…
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "azure"}})).await;
+    h.wait_stalled(&name, "AlreadyExists").await;
+    // …and adopted when spec.externalName names it, its metadata converged.
+    let other = "adopter";
+    h.apply_bucket(
+        other,
+        json!({"providerConfigRef": {"name": "azure"}, "externalName": name, "tags": {"team": "b", "owner": "x"}}),
+    )
+    .await;
+    let b = h.wait_bucket(other, "Ready", ready_at_generation).await;
+    assert_eq!(b.status.as_ref().and_then(|s| s.external_name.as_deref()), Some(name.as_str()));
+    eventually("adopted container converged", || async {
+        has_tags(&metadata(&az, &name).await, &[("team", "b"), ("owner", "x")])
+    })
+    .await;
+
+    // A container made outside CloudKit, adopted the same way.
+    let outside = h.azure_name("outside", false);
+    az.create_container(&outside, &[("team", "old")]).await;
+    h.apply_bucket(
+        "outside",
+        json!({"providerConfigRef": {"name": "azure"}, "externalName": outside, "tags": {"team": "new"}}),
+    )
+    .await;
+    h.wait_bucket("outside", "Ready", ready_at_generation).await;
+    assert!(has_tags(&metadata(&az, &outside).await, &[("team", "new")]));
+}
+
+#[tokio::test]
+async fn azure_invalid_names_and_unsupported_fields_stall_without_a_call() {
+    let h = Harness::new("azbad").await;
+    let cloud = CountingEndpoint::start().await;
+    h.azure_provider_config("nowhere", Some(&cloud.url)).await;
+    for (object, external, problem) in [
+        ("upper", "Bad_Name", "use only lowercase letters, digits and hyphens"),
+        ("short", "ab", "must be 3 to 63 characters"),
+        ("dashes", "a--b", "not contain '--'"),
+    ] {
+        h.apply_bucket(object, json!({"providerConfigRef": {"name": "nowhere"}, "externalName": external}))
+            .await;
+        let (_, message) = h.wait_stalled(object, "InvalidSpec").await;
+        assert!(
+            message.contains("spec.externalName") && message.contains("not a valid azure bucket name") && message.contains(problem),
+            "{message}"
+        );
+    }
+    // A tag key AWS accepts but Azure metadata cannot hold, named.
+    h.apply_bucket("tagged", json!({"providerConfigRef": {"name": "nowhere"}, "tags": {"team/app": "x"}})).await;
+    let (_, message) = h.wait_stalled("tagged", "InvalidSpec").await;
+    assert!(message.contains("spec.tags.team/app"), "{message}");
+
+    // Fields Azure sets per account: UnsupportedForProvider naming each.
+    h.apply_bucket(
+        "versioned",
+        json!({"providerConfigRef": {"name": "nowhere"}, "versioning": true, "encryption": {"keyId": "https://v/keys/k"}}),
+    )
+    .await;
+    let (b, message) = h.wait_stalled("versioned", "UnsupportedForProvider").await;
+    assert!(
+        message.contains("spec.versioning") && message.contains("spec.encryption.keyId") && message.contains("storage account"),
+        "{message}"
+    );
+    assert!(!is_true(&b, "Reconciling"), "needs a human, not a retry loop");
+    // Public access asked for while blocked: a contradiction in the spec.
+    h.apply_bucket("public", json!({"providerConfigRef": {"name": "nowhere"}, "azure": {"publicAccess": "Container"}}))
+        .await;
+    let (_, message) = h.wait_stalled("public", "InvalidSpec").await;
+    assert!(message.contains("spec.azure.publicAccess"), "{message}");
+
+    for name in ["upper", "short", "dashes", "tagged", "versioned", "public"] {
+        h.delete_bucket(name).await;
+        h.wait_gone(name).await;
+    }
+    assert_eq!(cloud.connections(), 0, "invalid or unsupported specs never reach the cloud");
+}
+
+/// One manifest, two clouds: only providerConfigRef differs, one controller reconciles both.
+#[tokio::test]
+async fn aws_and_azure_buckets_side_by_side() {
+    let h = Harness::new("azmixed").await;
+    let az = h.azure_provider_config("azure", None).await;
+    let name = h.azure_name("mixed", false);
+    let manifest = |config: &str| json!({"providerConfigRef": {"name": config}, "tags": {"team": "data"}});
+    let (on_aws, on_azure) = (format!("{name}-aws"), format!("{name}-az"));
+    h.apply_bucket(&on_aws, manifest("default")).await;
+    h.apply_bucket(&on_azure, manifest("azure")).await;
+    let a = h.wait_bucket(&on_aws, "Ready", ready_at_generation).await;
+    let z = h.wait_bucket(&on_azure, "Ready", ready_at_generation).await;
+    assert!(h.bucket_exists(&on_aws).await, "S3 bucket in moto");
+    assert!(az.container_exists(&on_azure).await, "container in Azurite");
+    assert!(!h.bucket_exists(&on_azure).await && !az.container_exists(&on_aws).await, "each on its own cloud");
+    let provider = |b: &Bucket| b.status.as_ref().and_then(|s| s.provider.clone()).unwrap_or_default();
+    assert!(provider(&a).starts_with("aws") && provider(&z).starts_with("azure"), "{} / {}", provider(&a), provider(&z));
+    assert!(condition(a.status.as_ref(), "Ready").is_some());
+    h.delete_bucket(&on_aws).await;
+    h.delete_bucket(&on_azure).await;
+    h.wait_gone(&on_aws).await;
+    h.wait_gone(&on_azure).await;
+    assert!(!az.container_exists(&on_azure).await);
+}
