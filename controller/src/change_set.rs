@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use cloudkit_crds::{Bucket, Function, ProviderConfig, Queue, Table, Topic};
+use cloudkit_crds::{Bucket, DeletionPolicy, Function, ProviderConfig, Queue, Table, Topic};
 use cloudkit_reconcilers::Clouds;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
@@ -59,13 +59,15 @@ enum Change {
 /// The cluster's objects of every kind in these namespaces, with the manifests laid over
 /// them as they will be once applied (the manifest's spec, the cluster's status).
 struct World {
+    /// The controller's `--cluster-name`, which owner tags carry.
+    cluster: String,
     stores: Stores,
     live: BTreeMap<Key, Value>,
     configs: BTreeMap<(String, String), ProviderConfig>,
 }
 
 /// The change set of the manifests, and whether every object would apply cleanly.
-pub async fn change_set(client: &Client, loaded: &Loaded) -> Result<(String, bool), String> {
+pub async fn change_set(client: &Client, loaded: &Loaded, cluster: &str) -> Result<(String, bool), String> {
     let (graph, problems) = plan::graph_with_problems(loaded);
     let mut out = String::new();
     let Some(waves) = graph.waves().filter(|_| problems.is_empty()) else {
@@ -73,7 +75,7 @@ pub async fn change_set(client: &Client, loaded: &Loaded) -> Result<(String, boo
         return Ok(plan::plan(loaded));
     };
     let namespaces: BTreeSet<String> = loaded.objects.iter().map(|o| o.key.namespace.clone()).collect();
-    let world = World::read(client, &namespaces, loaded).await?;
+    let world = World::read(client, &namespaces, loaded, cluster).await?;
     let clouds = Clouds::new(Arc::new(|_: &str, _: &str| {}));
 
     let docs: BTreeMap<&Key, &Value> = loaded
@@ -103,7 +105,14 @@ pub async fn change_set(client: &Client, loaded: &Loaded) -> Result<(String, boo
                 .pointer("/status/externalName")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let retain = live.pointer("/spec/deletionPolicy").and_then(Value::as_str) == Some("Retain");
+            let policy = live
+                .pointer("/spec/deletionPolicy")
+                .and_then(|p| serde_json::from_value(p.clone()).ok());
+            let annotations = live
+                .pointer("/metadata/annotations")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            let retain = crate::identity::deletion_policy(policy, &annotations) == DeletionPolicy::Retain;
             (key.clone(), Change::Prune { name, retain })
         })
         .collect();
@@ -209,7 +218,8 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         .await
         .map_err(|e| Change::Refused(e.into()))?;
     let observed = backend.observe(&name).await.map_err(|e| Change::Refused(e.into()))?;
-    let desired = match decide::desired(obj, &world.stores) {
+    let owner = backend.owner_tag(&obj.owner(&world.cluster));
+    let desired = match decide::desired(obj, &world.stores, &owner) {
         Ok(desired) => desired,
         Err(Failure::Waiting { message, .. }) if observed.is_none() => {
             return Ok(Change::CreateAfter {
@@ -234,6 +244,7 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         adopt,
         backend.immutable(),
         backend.unobserved(),
+        &owner,
     );
     Ok(match decision {
         Ok(Decision::Create) => Change::Create { name, target },
@@ -252,7 +263,12 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
 }
 
 impl World {
-    async fn read(client: &Client, namespaces: &BTreeSet<String>, loaded: &Loaded) -> Result<Self, String> {
+    async fn read(
+        client: &Client,
+        namespaces: &BTreeSet<String>,
+        loaded: &Loaded,
+        cluster: &str,
+    ) -> Result<Self, String> {
         let mut live = BTreeMap::new();
         let mut configs = BTreeMap::new();
         for namespace in namespaces {
@@ -281,7 +297,12 @@ impl World {
             layer::<Topic>(client, namespaces, &docs, &mut live).await?,
             layer::<Function>(client, namespaces, &docs, &mut live).await?,
         );
-        Ok(Self { stores, live, configs })
+        Ok(Self {
+            cluster: cluster.to_owned(),
+            stores,
+            live,
+            configs,
+        })
     }
 }
 

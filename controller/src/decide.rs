@@ -10,7 +10,7 @@ use cloudkit_crds::Cloud;
 use cloudkit_crds::common::ManagedStatus;
 use cloudkit_crds::validation::{FieldError, SpecErrors};
 use cloudkit_drift::{FieldDiff, touches};
-use cloudkit_reconcilers::Observed;
+use cloudkit_reconcilers::{Observed, OwnerTag, Tagged};
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -64,11 +64,15 @@ pub fn check<K: ManagedKind>(
     Ok(())
 }
 
-/// The state the manifest asks for, once everything it references is Ready.
-pub fn desired<K: ManagedKind>(obj: &K, stores: &Stores) -> Result<K::State, Failure> {
+/// The state the manifest asks for, once everything it references is Ready, marked as
+/// this object's with `owner`.
+pub fn desired<K: ManagedKind>(obj: &K, stores: &Stores, owner: &OwnerTag) -> Result<K::State, Failure> {
     let deps = references::resolve(stores, &obj.namespace().unwrap_or_default(), &obj.references())?;
-    obj.desired(&deps)
-        .map_err(|m| Failure::waiting(Reason::DependencyNotReady, m, references::DEPENDENCY_RECHECK))
+    let mut desired = obj
+        .desired(&deps)
+        .map_err(|m| Failure::waiting(Reason::DependencyNotReady, m, references::DEPENDENCY_RECHECK))?;
+    desired.tags_mut().insert(owner.key.clone(), owner.value.clone());
+    Ok(desired)
 }
 
 /// What to do with the cloud resource.
@@ -82,8 +86,11 @@ pub enum Decision {
 }
 
 /// Decides from the observed resource. `ours` says the name is already recorded as this
-/// object's; `adopt` that the manifest names the resource explicitly.
-pub fn decide<S: Serialize>(
+/// object's; `adopt` that the manifest names the resource explicitly; `owner` is the tag
+/// this object puts on what it manages.
+// Each argument is one fact the decision rests on; a struct for them would only move the list.
+#[allow(clippy::too_many_arguments)]
+pub fn decide<S: Serialize + Tagged>(
     observed: Option<&Observed<S>>,
     desired: &S,
     name: &str,
@@ -91,9 +98,30 @@ pub fn decide<S: Serialize>(
     adopt: bool,
     immutable: &[&str],
     unobserved: &[&str],
+    owner: &OwnerTag,
 ) -> Result<Decision, Failure> {
     let Some(observed) = observed else {
         return Ok(Decision::Create);
+    };
+    // Another object's resource is never touched, whatever this one's spec or annotations
+    // say: adopting it, or even recording its name, would let a namespace take over (retag,
+    // re-encrypt, delete) what another one manages.
+    let ours = match observed.state.tags().get(&owner.key) {
+        Some(other) if *other != owner.value => {
+            return Err(Failure::stalled(
+                Reason::OwnedByAnother,
+                format!(
+                    "'{name}' is managed by {other} (its tag {} says so) and is left untouched: choose another \
+                     name; if that owner no longer exists, remove the tag in the cloud to let this object adopt it",
+                    owner.key
+                ),
+            ));
+        }
+        // Its tag names this object: made or adopted by it, even if the record was lost (a
+        // restore from backup without annotations). When the manifest names it, whether it
+        // was made here cannot be told, so it is taken as adopted, which keeps it on delete.
+        Some(_) => ours || !adopt,
+        None => ours,
     };
     // Taking over a resource is only done when asked: a name that merely matches
     // `metadata.name` may belong to someone else (another namespace, another tool).
@@ -172,8 +200,74 @@ mod tests {
 
     use super::*;
 
-    fn seen(state: serde_json::Value) -> Observed<serde_json::Value> {
-        Observed::ready(state, Outputs::default())
+    /// A state with free-form fields and tags, as every kind's has.
+    #[derive(Serialize)]
+    struct State {
+        #[serde(flatten)]
+        fields: serde_json::Value,
+        tags: cloudkit_crds::common::Tags,
+    }
+
+    impl Tagged for State {
+        fn tags(&self) -> &cloudkit_crds::common::Tags {
+            &self.tags
+        }
+        fn tags_mut(&mut self) -> &mut cloudkit_crds::common::Tags {
+            &mut self.tags
+        }
+    }
+
+    fn state(fields: serde_json::Value) -> State {
+        State {
+            fields,
+            tags: Default::default(),
+        }
+    }
+
+    fn seen(fields: serde_json::Value) -> Observed<State> {
+        Observed::ready(state(fields), Outputs::default())
+    }
+
+    fn me() -> OwnerTag {
+        OwnerTag {
+            key: "cloudkit.dev/owner".into(),
+            value: "c/ns/Bucket/a".into(),
+        }
+    }
+
+    #[test]
+    fn another_objects_resource_is_left_alone_and_our_own_tag_proves_ours() {
+        let mut theirs = seen(json!({"x": 1}));
+        theirs.state.tags.insert(me().key, "c/other/Bucket/a".into());
+        for (ours, adopt) in [(false, false), (false, true), (true, false)] {
+            let refused = decide(
+                Some(&theirs),
+                &state(json!({"x": 1})),
+                "a",
+                ours,
+                adopt,
+                &[],
+                &[],
+                &me(),
+            );
+            assert!(
+                matches!(refused, Err(Failure::Stalled { ref reason, ref message })
+                    if *reason == Reason::OwnedByAnother && message.contains("c/other/Bucket/a")),
+                "{refused:?}"
+            );
+        }
+        let mut mine = seen(json!({"x": 1}));
+        mine.state.tags.insert(me().key, me().value);
+        let found = decide(Some(&mine), &state(json!({"x": 1})), "a", false, false, &[], &[], &me());
+        assert!(
+            matches!(found, Ok(Decision::Converge { adopting: false, .. })),
+            "{found:?}"
+        );
+        let named = decide(Some(&mine), &state(json!({"x": 1})), "a", false, true, &[], &[], &me());
+        assert!(
+            matches!(named, Ok(Decision::Converge { adopting: true, .. })),
+            "{named:?}"
+        );
     }
 
     #[test]
@@ -200,12 +294,13 @@ mod tests {
         let found = seen(json!({"partitionKey": {"name": "?"}, "x": 1}));
         let decision = decide(
             Some(&found),
-            &json!({"partitionKey": {"name": "id"}, "x": 2}),
+            &state(json!({"partitionKey": {"name": "id"}, "x": 2})),
             "a",
             true,
             false,
             &[],
             &["partitionKey"],
+            &me(),
         );
         assert!(
             matches!(decision, Ok(Decision::Converge { ref diffs, .. }) if diffs.len() == 1 && diffs[0].path == "x")
@@ -215,7 +310,7 @@ mod tests {
     #[test]
     fn missing_resources_are_created() {
         assert_eq!(
-            decide(None, &json!({}), "a", false, false, &[], &[]),
+            decide(None, &state(json!({})), "a", false, false, &[], &[], &me()),
             Ok(Decision::Create)
         );
     }
@@ -223,9 +318,18 @@ mod tests {
     #[test]
     fn a_resource_found_by_name_alone_is_not_taken_over() {
         let found = seen(json!({"x": 1}));
-        let refused = decide(Some(&found), &json!({"x": 1}), "a", false, false, &[], &[]);
+        let refused = decide(
+            Some(&found),
+            &state(json!({"x": 1})),
+            "a",
+            false,
+            false,
+            &[],
+            &[],
+            &me(),
+        );
         assert!(matches!(refused, Err(Failure::Stalled { ref reason, .. }) if *reason == Reason::AlreadyExists));
-        let adopted = decide(Some(&found), &json!({"x": 2}), "a", false, true, &[], &[]);
+        let adopted = decide(Some(&found), &state(json!({"x": 2})), "a", false, true, &[], &[], &me());
         assert!(matches!(adopted, Ok(Decision::Converge { adopting: true, ref diffs }) if diffs.len() == 1));
     }
 
@@ -234,27 +338,29 @@ mod tests {
         let found = seen(json!({"fifo": false, "x": 1}));
         let fixed = decide(
             Some(&found),
-            &json!({"fifo": true, "x": 2}),
+            &state(json!({"fifo": true, "x": 2})),
             "a",
             true,
             false,
             &["fifo"],
             &[],
+            &me(),
         );
         assert!(matches!(fixed, Err(Failure::Stalled { ref reason, ref message })
             if *reason == Reason::ImmutableFieldChanged && message.contains("spec.fifo") && !message.contains("spec.x")));
         let mut busy = seen(json!({}));
         busy.pending = Some("CREATING".into());
-        let waiting = decide(Some(&busy), &json!({}), "a", true, false, &[], &[]);
+        let waiting = decide(Some(&busy), &state(json!({})), "a", true, false, &[], &[], &me());
         assert!(matches!(waiting, Err(Failure::Waiting { ref reason, .. }) if *reason == Reason::Provisioning));
         let in_sync = decide(
             Some(&seen(json!({"x": 1}))),
-            &json!({"x": 1}),
+            &state(json!({"x": 1})),
             "a",
             true,
             false,
             &[],
             &[],
+            &me(),
         );
         assert_eq!(
             in_sync,

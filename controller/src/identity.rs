@@ -10,6 +10,7 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+use cloudkit_crds::DeletionPolicy;
 use cloudkit_crds::reason::Reason;
 
 use crate::error::Failure;
@@ -19,6 +20,8 @@ pub const EXTERNAL_NAME: &str = "cloudkit.dev/external-name";
 pub const CREATE_PENDING: &str = "cloudkit.dev/create-pending";
 pub const CREATE_SUCCEEDED: &str = "cloudkit.dev/create-succeeded";
 pub const CREATE_FAILED: &str = "cloudkit.dev/create-failed";
+/// When this object took over a resource it did not create (`spec.externalName`).
+pub const ADOPTED: &str = "cloudkit.dev/adopted";
 
 /// The name of the cloud resource this object made or adopted, if it has one: the
 /// annotation, else `status.externalName` (objects made before the annotation existed).
@@ -53,6 +56,24 @@ pub async fn record_before_create<K: ManagedKind>(api: &Api<K>, obj: &K, name: &
             after: None,
         }),
     }
+}
+
+/// What deleting the object does to its resource: the spec's `deletionPolicy`, else keep
+/// what was adopted (someone else made it, and may still need it) and delete what was made.
+pub fn deletion_policy(
+    spec: Option<DeletionPolicy>,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> DeletionPolicy {
+    spec.unwrap_or(if annotations.contains_key(ADOPTED) {
+        DeletionPolicy::Retain
+    } else {
+        DeletionPolicy::Delete
+    })
+}
+
+/// Records that `name` was taken over rather than made, which makes `Retain` its default.
+pub async fn adopted<K: ManagedKind>(api: &Api<K>, obj: &K, name: &str, now: &str) -> Result<(), Failure> {
+    annotate(api, obj, json!({EXTERNAL_NAME: name, ADOPTED: now})).await
 }
 
 /// Writes the name of a resource this object already manages (adopted, or made before the

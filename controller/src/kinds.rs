@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use cloudkit_crds::common::Kind;
 use cloudkit_crds::validation::{self, FieldError};
 use cloudkit_crds::{Bucket, Cloud, Function, Managed, Queue, Table, Topic};
-use cloudkit_reconcilers::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext};
+use cloudkit_reconcilers::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext, Tagged};
 use futures::future::BoxFuture;
 use kube::ResourceExt;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::references;
 pub type Backend<S> = Box<dyn ExternalResource<State = S>>;
 
 pub trait ManagedKind: Managed {
-    type State: Serialize + Clone + Debug + Send + Sync + 'static;
+    type State: Serialize + Clone + Debug + Send + Sync + Tagged + 'static;
     const KIND: Kind;
 
     /// Problems with the spec for this cloud; `name_field` says where `name` came from.
@@ -32,6 +32,17 @@ pub trait ManagedKind: Managed {
         ctx: &'a ProviderContext,
         clouds: &'a Clouds,
     ) -> BoxFuture<'a, Result<Backend<Self::State>, CloudError>>;
+
+    /// Who manages what this object makes, as its owner tag records it:
+    /// `<cluster>/<namespace>/<kind>/<name>`.
+    fn owner(&self, cluster: &str) -> String {
+        format!(
+            "{cluster}/{}/{}/{}",
+            self.namespace().unwrap_or_default(),
+            Self::KIND,
+            self.name_any()
+        )
+    }
 
     /// Where the cloud name comes from, for messages about it.
     fn name_field(&self) -> &'static str {

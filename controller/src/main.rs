@@ -103,6 +103,9 @@ struct ManifestArgs {
     /// Compare with the cluster and the clouds: print the change set.
     #[arg(long)]
     live: bool,
+    /// The controller's `--cluster-name`, which its owner tags carry (with `--live`).
+    #[arg(long, env = "CLOUDKIT_CLUSTER_NAME", default_value = "default", value_parser = parse_cluster_name)]
+    cluster_name: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,7 +151,7 @@ impl ManifestArgs {
             .await
             .map_err(|e| format!("listing ProviderConfigs: {e}"))?;
         let loaded = plan::load(&self.files, &self.namespace, None, &configs.items)?;
-        change_set::change_set(&client, &loaded).await
+        change_set::change_set(&client, &loaded, &self.cluster_name).await
     }
 }
 
@@ -180,6 +183,12 @@ struct ControllerArgs {
     /// none. In a cluster shared by teams, list only the operator's namespaces.
     #[arg(long, env = "CLOUDKIT_AMBIENT_CREDENTIALS_NAMESPACES", default_value = "*")]
     ambient_credentials_namespaces: String,
+    /// This cluster's name in the `cloudkit.dev/owner` tag of every resource it manages
+    /// (`<cluster>/<namespace>/<kind>/<name>`). A resource tagged with another owner is
+    /// never adopted, changed or deleted. Give each cluster sharing a cloud account its own;
+    /// never change it, or every resource turns OwnedByAnother.
+    #[arg(long, env = "CLOUDKIT_CLUSTER_NAME", default_value = "default", value_parser = parse_cluster_name)]
+    cluster_name: String,
     /// Run as one of several replicas: only the holder of the Lease reconciles; the others
     /// wait and take over within 15 s of the leader dying (at once when it shuts down).
     #[arg(long, env = "CLOUDKIT_LEADER_ELECT")]
@@ -223,6 +232,22 @@ async fn terminated() {
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Owner tags must be valid on every cloud and unambiguous: a DNS label.
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("use 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'".to_owned())
     }
 }
 
@@ -398,6 +423,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         stall_after: args.stall_after,
         ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
         recovered: recovery::channel(),
+        cluster: args.cluster_name.clone(),
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");

@@ -49,6 +49,8 @@ pub struct Context {
     pub stall_after: Duration,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
+    /// This cluster's name in owner tags (`--cluster-name`).
+    pub cluster: String,
     /// Told when a cloud answers an object that it had not answered before.
     pub recovered: tokio::sync::broadcast::Sender<recovery::Recovered>,
 }
@@ -187,7 +189,8 @@ async fn sync<K: ManagedKind>(
     decide::check(obj, cloud, name, recorded.as_deref(), &ctx.stores)?;
     // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
-    let desired = decide::desired(obj, &ctx.stores)?;
+    let owner = backend.owner_tag(&obj.owner(&ctx.cluster));
+    let desired = decide::desired(obj, &ctx.stores, &owner)?;
     let adopt = managed.external_name.is_some();
     let mut created = false;
     let mut observed = backend.observe(name).await?;
@@ -213,6 +216,7 @@ async fn sync<K: ManagedKind>(
         adopt,
         backend.immutable(),
         backend.unobserved(),
+        &owner,
     )?;
     if decision == Decision::Create {
         if recorded.is_none() {
@@ -261,6 +265,7 @@ async fn sync<K: ManagedKind>(
             adopt,
             backend.immutable(),
             backend.unobserved(),
+            &owner,
         )?;
     }
     let (Decision::Converge { diffs, adopting }, Some(observed)) = (decision, observed) else {
@@ -319,7 +324,11 @@ async fn sync<K: ManagedKind>(
         // Announced when the create call succeeded.
         ("", String::new())
     } else if adopted {
-        ("Adopted", format!("adopted existing '{name}'{set}"))
+        let kept = match managed.deletion_policy {
+            Some(DeletionPolicy::Delete) => "; it is deleted with this object (deletionPolicy: Delete)",
+            _ => "; it stays in the cloud when this object is deleted (set spec.deletionPolicy: Delete to change that)",
+        };
+        ("Adopted", format!("adopted existing '{name}'{set}{kept}"))
     } else if !drift.is_empty() {
         (
             "DriftCorrected",
@@ -334,7 +343,9 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
-    if !created {
+    if adopted {
+        identity::adopted(api, obj, name, &now()).await?;
+    } else if !created {
         if obj.annotations().contains_key(identity::CREATE_PENDING) {
             // The create's answer was lost (a crash after the call): the resource is there.
             identity::created(api, obj, &now()).await?;
@@ -388,13 +399,16 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
     let Some(name) = identity::recorded(obj) else {
         return Ok(Action::await_change());
     };
-    if managed.deletion_policy == DeletionPolicy::Retain {
+    if identity::deletion_policy(managed.deletion_policy, obj.annotations()) == DeletionPolicy::Retain {
         publish(
             ctx,
             obj,
             EventType::Normal,
             "Retained",
-            format!("left '{name}' in the cloud (deletionPolicy: Retain)"),
+            match managed.deletion_policy {
+                Some(_) => format!("left '{name}' in the cloud (deletionPolicy: Retain)"),
+                None => format!("left '{name}' in the cloud: it was adopted, and spec.deletionPolicy is unset"),
+            },
         )
         .await;
         return Ok(Action::await_change());

@@ -30,11 +30,11 @@ impl Default for ProviderConfigRef {
     }
 }
 
-/// What happens to the cloud resource when the Kubernetes object is deleted.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// What happens to the cloud resource when the Kubernetes object is deleted. Unset, a
+/// resource the object created is deleted and one it adopted (`externalName`) is kept.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
     /// Delete the cloud resource, then release the object.
-    #[default]
     Delete,
     /// Release the object and leave the cloud resource in place.
     Retain,
@@ -100,9 +100,10 @@ pub struct ManagedFields {
     /// ProviderConfig to use; defaults to `default` in the same namespace.
     #[serde(default)]
     pub provider_config_ref: ProviderConfigRef,
-    /// `Delete` (default) removes the cloud resource with the object; `Retain` keeps it.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// `Delete` removes the cloud resource with the object; `Retain` keeps it. Unset, a
+    /// resource this object created is deleted and one it adopted (`externalName`) is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
     /// Name of the cloud resource. Defaults to `metadata.name`. Set it to adopt an
     /// existing resource. It cannot change once the resource exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]

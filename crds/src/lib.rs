@@ -312,7 +312,8 @@ mod tests {
     fn spec_defaults_apply_when_fields_are_omitted() {
         let spec: bucket::BucketSpec = serde_json::from_value(serde_json::json!({})).expect("empty spec");
         assert_eq!(spec.managed.provider_config_ref.name, "default");
-        assert_eq!(spec.managed.deletion_policy, DeletionPolicy::Delete);
+        // Unset, and decided by whether the resource was created or adopted.
+        assert_eq!(spec.managed.deletion_policy, None);
         assert!(spec.block_public_access);
         assert!(!spec.versioning);
     }

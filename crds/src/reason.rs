@@ -92,6 +92,9 @@ reasons! {
     DependencyCycle => Never,
     /// A resource with this name exists in the cloud and was not created by this object.
     AlreadyExists => Never,
+    /// The resource carries another object's owner tag (`cloudkit.dev/owner`): another
+    /// namespace or cluster manages it.
+    OwnedByAnother => Never,
     /// The name is taken by someone else in the cloud's global namespace.
     ExternalNameTaken => Never,
     /// A field the cloud fixes at creation differs from the live resource.

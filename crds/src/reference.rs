@@ -248,7 +248,7 @@ mod tests {
         }
         for row in [
             "| `spec.tags` | map of string | no | `{}` |",
-            "| `spec.deletionPolicy` | string | no | `Delete` | `Delete`, `Retain` |",
+            "| `spec.deletionPolicy` | string | no |  | `Delete`, `Retain` |",
             "| `spec.visibilityTimeoutSeconds` | integer (int32) | no |",
             "| `spec.aws.kmsKeyId` | string | no |",
             "| `spec.deadLetter.queueRef.name` | string | yes |",

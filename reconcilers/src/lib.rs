@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use cloudkit_crds::common::{Kind, ManagedStatus};
+use cloudkit_crds::common::{Kind, ManagedStatus, Tags};
 use cloudkit_crds::provider_config::{AwsProviderSettings, AzureProviderSettings, GcpProviderSettings};
 use cloudkit_crds::{Cloud, Reference};
 use cloudkit_drift::FieldDiff;
@@ -154,6 +154,44 @@ impl Dependencies {
     }
 }
 
+/// The tag by which a resource names the object that manages it, as
+/// `<cluster>/<namespace>/<kind>/<name>`: a resource carrying another object's is left alone.
+pub const OWNER_TAG: &str = "cloudkit.dev/owner";
+
+/// How a resource records which object manages it: one entry of its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerTag {
+    pub key: String,
+    pub value: String,
+}
+
+/// States carry the resource's tags (labels, metadata), where the owner is recorded.
+pub trait Tagged {
+    fn tags(&self) -> &Tags;
+    fn tags_mut(&mut self) -> &mut Tags;
+}
+
+/// Implements `Tagged` for states whose `tags` field holds the resource's own tags.
+macro_rules! tagged {
+    ($($state:ty),* $(,)?) => {$(
+        impl $crate::Tagged for $state {
+            fn tags(&self) -> &cloudkit_crds::common::Tags {
+                &self.tags
+            }
+            fn tags_mut(&mut self) -> &mut cloudkit_crds::common::Tags {
+                &mut self.tags
+            }
+        }
+    )*};
+}
+tagged!(
+    bucket::BucketState,
+    table::TableState,
+    queue::QueueState,
+    topic::TopicState,
+    function::FunctionState,
+);
+
 /// One kind on one cloud. The controller owns the loop; a backend only talks to the cloud.
 ///
 /// `create` makes the bare resource; the controller then observes it and converges every
@@ -161,7 +199,7 @@ impl Dependencies {
 /// Every method must be safe to repeat after a crash or retry.
 #[async_trait]
 pub trait ExternalResource: Send + Sync {
-    type State: Serialize + Clone + fmt::Debug + Send + Sync;
+    type State: Serialize + Clone + fmt::Debug + Send + Sync + Tagged;
 
     /// The live state, or `None` when the resource does not exist.
     async fn observe(&self, name: &str) -> Result<Option<Observed<Self::State>>, CloudError>;
@@ -182,6 +220,15 @@ pub trait ExternalResource: Send + Sync {
     /// compared, so never drift. Validation refuses any value the cloud would not honour.
     fn unobserved(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The tag recording `owner` (`<cluster>/<namespace>/<kind>/<name>`) on this cloud.
+    /// Clouds whose keys or values cannot hold it as written override this.
+    fn owner_tag(&self, owner: &str) -> OwnerTag {
+        OwnerTag {
+            key: OWNER_TAG.to_owned(),
+            value: owner.to_owned(),
+        }
     }
 
     /// Whether an update leaves the resource busy for a while (DynamoDB UPDATING, Lambda

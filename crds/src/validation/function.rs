@@ -6,9 +6,6 @@ use super::{FieldError, in_range, name_error, tags};
 use crate::function::FunctionSpec;
 use crate::provider_config::Cloud;
 
-/// Tag keys CloudKit writes on a function itself (where an `object` code source came from).
-const RESERVED_TAG_PREFIX: &str = "cloudkit.dev/";
-
 /// Environment variables Lambda sets itself and refuses in a function's configuration.
 const LAMBDA_RESERVED_ENV: &[&str] = &[
     "AWS_REGION",
@@ -54,17 +51,12 @@ pub fn function(name: &str, name_field: &str, spec: &FunctionSpec, cloud: Cloud)
         aws(spec, &mut errors);
     }
     errors.extend(tags(&spec.tags, cloud));
-    for key in spec.tags.keys().filter(|k| k.starts_with(RESERVED_TAG_PREFIX)) {
-        errors.push(FieldError::new(
-            format!("spec.tags.{key}"),
-            format!("keys starting with '{RESERVED_TAG_PREFIX}' are CloudKit's own: rename the tag"),
-        ));
-    }
-    if cloud == Cloud::Aws && spec.tags.len() > 48 && spec.tags.len() <= 50 {
+    if cloud == Cloud::Aws && spec.tags.len() > 47 && spec.tags.len() <= 49 {
         errors.push(FieldError::new(
             "spec.tags",
             format!(
-                "{} entries, but CloudKit keeps 2 of Lambda's 50 tags to track the code: use at most 48",
+                "{} entries, but CloudKit keeps 3 of Lambda's 50 tags (its owner tag and 2 to track the code): \
+                 use at most 47",
                 spec.tags.len()
             ),
         ));

@@ -416,23 +416,36 @@ fn gcs_bucket_name(name: &str) -> Option<String> {
     None
 }
 
+/// Tag keys CloudKit writes itself (`cloudkit.dev/owner`, a function's code record).
+pub const RESERVED_TAG_PREFIX: &str = "cloudkit.dev/";
+
 /// Tags map to S3 tags, Azure metadata or GCS labels; each has its own rules.
 pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    // One entry is CloudKit's own owner tag.
     let (max_count, noun) = match cloud {
-        Cloud::Aws => (50, "tags"),
+        Cloud::Aws => (49, "tags"),
         Cloud::Azure => (usize::MAX, "metadata entries"),
-        Cloud::Gcp => (64, "labels"),
+        Cloud::Gcp => (63, "labels"),
     };
     if tags.len() > max_count {
         errors.push(FieldError::new(
             "spec.tags",
-            format!("{} entries, but {cloud} allows at most {max_count} {noun}", tags.len()),
+            format!(
+                "{} entries, but {cloud} allows {} {noun} and CloudKit keeps one for its owner tag: use at most \
+                 {max_count}",
+                tags.len(),
+                max_count + 1
+            ),
         ));
     }
     for (key, value) in tags {
         let field = format!("spec.tags.{key}");
         let problem = match cloud {
+            _ if key.starts_with(RESERVED_TAG_PREFIX) => Some(format!(
+                "keys starting with '{RESERVED_TAG_PREFIX}' are CloudKit's own (it records the owner and \
+                 more there): rename the tag"
+            )),
             Cloud::Aws if key.is_empty() || key.chars().count() > 128 => {
                 Some("keys must be 1 to 128 characters".to_owned())
             }

@@ -445,7 +445,8 @@ impl ExternalResource for LambdaFunction {
             queue_triggers,
             tags: all_tags
                 .into_iter()
-                .filter(|(k, _)| !k.starts_with("cloudkit.dev/"))
+                // The code's record is this backend's own; the owner tag is the loop's.
+                .filter(|(k, _)| k != SOURCE_TAG && k != REVISION_TAG)
                 .collect(),
             upload: None,
         };

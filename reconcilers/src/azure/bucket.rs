@@ -205,6 +205,10 @@ impl ExternalResource for BlobContainer {
         }
     }
 
+    fn owner_tag(&self, owner: &str) -> crate::OwnerTag {
+        super::owner_tag(owner)
+    }
+
     fn immutable(&self) -> &'static [&'static str] {
         &["defaultEncryptionScope"]
     }

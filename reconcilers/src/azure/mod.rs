@@ -417,6 +417,17 @@ fn scrub_signature(text: &str) -> String {
     out
 }
 
+/// The metadata entry recording which object manages a container or queue: metadata keys
+/// must be C# identifiers, so `cloudkit.dev/owner` cannot be one.
+pub const OWNER_METADATA_KEY: &str = "cloudkit_owner";
+
+pub(crate) fn owner_tag(owner: &str) -> crate::OwnerTag {
+    crate::OwnerTag {
+        key: OWNER_METADATA_KEY.to_owned(),
+        value: owner.to_owned(),
+    }
+}
+
 /// Tags become metadata (name/value pairs sent as `x-ms-meta-<name>` headers) and back:
 /// one place to map keys that Azure cannot hold (validation refuses what needs no mapping).
 pub(crate) fn tags_to_metadata(tags: &Tags) -> HashMap<String, String> {

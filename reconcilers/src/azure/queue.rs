@@ -142,4 +142,8 @@ impl ExternalResource for StorageQueue {
             Err(f) => Err(f.into()),
         }
     }
+
+    fn owner_tag(&self, owner: &str) -> crate::OwnerTag {
+        super::owner_tag(owner)
+    }
 }

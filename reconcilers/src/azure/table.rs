@@ -145,7 +145,9 @@ impl ExternalResource for StorageTable {
         }
     }
 
+    /// A table keeps no key schema and no metadata: the owner tag the loop adds cannot be
+    /// stored either, so a table is known as ours by the external-name record alone.
     fn unobserved(&self) -> &'static [&'static str] {
-        &["partitionKey", "sortKey"]
+        &["partitionKey", "sortKey", "tags"]
     }
 }

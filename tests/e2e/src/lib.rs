@@ -244,6 +244,15 @@ impl Harness {
         }
     }
 
+    /// The owner tag the controller (`--cluster-name` left at `default`) puts on what the
+    /// object `kind`/`name` of this namespace manages.
+    pub fn owner_tag(&self, kind: &str, name: &str) -> (String, String) {
+        (
+            "cloudkit.dev/owner".to_owned(),
+            format!("default/{}/{kind}/{name}", self.ns),
+        )
+    }
+
     /// Prefixes names with the namespace so tests never share a bucket in the emulator.
     pub fn bucket_name(&self, short: &str) -> String {
         format!("{}-{short}", self.ns)
@@ -590,7 +599,11 @@ impl Azurite {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
             .collect();
         all.push(("x-ms-date".into(), date.clone()));
-        let version = if service == AzureService::Table { "2019-02-02" } else { "2021-08-06" };
+        let version = if service == AzureService::Table {
+            "2019-02-02"
+        } else {
+            "2021-08-06"
+        };
         all.push(("x-ms-version".into(), version.into()));
         let get = |name: &str| {
             all.iter()
@@ -602,16 +615,18 @@ impl Azurite {
         let to_sign = if service == AzureService::Table {
             format!("{method}\n\n{}\n{date}\n{resource}", get("content-type"))
         } else {
-            let mut x_ms: Vec<(String, String)> =
-                all.iter().filter(|(k, _)| k.starts_with("x-ms-")).cloned().collect();
+            let mut x_ms: Vec<(String, String)> = all.iter().filter(|(k, _)| k.starts_with("x-ms-")).cloned().collect();
             x_ms.sort();
-            let mut params: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_lowercase(), v.to_string())).collect();
+            let mut params: Vec<(String, String)> =
+                query.iter().map(|(k, v)| (k.to_lowercase(), v.to_string())).collect();
             params.sort();
-            let length = body.as_ref().map(|b| b.len()).filter(|n| *n > 0).map(|n| n.to_string()).unwrap_or_default();
-            let mut s = format!(
-                "{method}\n\n\n{length}\n\n{}\n\n\n\n\n\n\n",
-                get("content-type")
-            );
+            let length = body
+                .as_ref()
+                .map(|b| b.len())
+                .filter(|n| *n > 0)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            let mut s = format!("{method}\n\n\n{length}\n\n{}\n\n\n\n\n\n\n", get("content-type"));
             for (k, v) in &x_ms {
                 s.push_str(&format!("{k}:{}\n", v.trim()));
             }
@@ -644,7 +659,12 @@ impl Azurite {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
         let body = response.text().await.unwrap_or_default();
         AzureResponse { status, headers, body }
@@ -652,27 +672,52 @@ impl Azurite {
 
     /// A container's properties (404: none).
     pub async fn container(&self, name: &str) -> AzureResponse {
-        self.send(AzureService::Blob, "GET", &format!("/{name}"), &[("restype", "container")], &[], None)
-            .await
+        self.send(
+            AzureService::Blob,
+            "GET",
+            &format!("/{name}"),
+            &[("restype", "container")],
+            &[],
+            None,
+        )
+        .await
     }
 
     pub async fn container_exists(&self, name: &str) -> bool {
         let r = self.container(name).await;
-        assert!(matches!(r.status, 200 | 404), "GetContainerProperties {name}: {} {}", r.status, r.body);
+        assert!(
+            matches!(r.status, 200 | 404),
+            "GetContainerProperties {name}: {} {}",
+            r.status,
+            r.body
+        );
         r.status == 200
     }
 
     pub async fn create_container(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata.iter().map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string())).collect();
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
-            .send(AzureService::Blob, "PUT", &format!("/{name}"), &[("restype", "container")], &headers, None)
+            .send(
+                AzureService::Blob,
+                "PUT",
+                &format!("/{name}"),
+                &[("restype", "container")],
+                &headers,
+                None,
+            )
             .await;
         assert_eq!(r.status, 201, "CreateContainer {name}: {}", r.body);
     }
 
     pub async fn set_container_metadata(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata.iter().map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string())).collect();
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
             .send(
@@ -689,28 +734,55 @@ impl Azurite {
 
     /// A queue's metadata (404: none).
     pub async fn queue(&self, name: &str) -> AzureResponse {
-        self.send(AzureService::Queue, "GET", &format!("/{name}"), &[("comp", "metadata")], &[], None)
-            .await
+        self.send(
+            AzureService::Queue,
+            "GET",
+            &format!("/{name}"),
+            &[("comp", "metadata")],
+            &[],
+            None,
+        )
+        .await
     }
 
     pub async fn queue_exists(&self, name: &str) -> bool {
         let r = self.queue(name).await;
-        assert!(matches!(r.status, 200 | 404), "GetQueueMetadata {name}: {} {}", r.status, r.body);
+        assert!(
+            matches!(r.status, 200 | 404),
+            "GetQueueMetadata {name}: {} {}",
+            r.status,
+            r.body
+        );
         r.status == 200
     }
 
     pub async fn create_queue(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata.iter().map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string())).collect();
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let r = self.send(AzureService::Queue, "PUT", &format!("/{name}"), &[], &headers, None).await;
+        let r = self
+            .send(AzureService::Queue, "PUT", &format!("/{name}"), &[], &headers, None)
+            .await;
         assert_eq!(r.status, 201, "CreateQueue {name}: {}", r.body);
     }
 
     pub async fn set_queue_metadata(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata.iter().map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string())).collect();
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
-            .send(AzureService::Queue, "PUT", &format!("/{name}"), &[("comp", "metadata")], &headers, None)
+            .send(
+                AzureService::Queue,
+                "PUT",
+                &format!("/{name}"),
+                &[("comp", "metadata")],
+                &headers,
+                None,
+            )
             .await;
         assert_eq!(r.status, 204, "SetQueueMetadata {name}: {}", r.body);
     }
@@ -722,11 +794,19 @@ impl Azurite {
                 "GET",
                 &format!("/Tables('{name}')"),
                 &[],
-                &[("accept", "application/json;odata=nometadata"), ("dataserviceversion", "3.0")],
+                &[
+                    ("accept", "application/json;odata=nometadata"),
+                    ("dataserviceversion", "3.0"),
+                ],
                 None,
             )
             .await;
-        assert!(matches!(r.status, 200 | 404), "GetTable {name}: {} {}", r.status, r.body);
+        assert!(
+            matches!(r.status, 200 | 404),
+            "GetTable {name}: {} {}",
+            r.status,
+            r.body
+        );
         r.status == 200
     }
 
@@ -745,7 +825,12 @@ impl Azurite {
                 Some(json!({"TableName": name}).to_string()),
             )
             .await;
-        assert!(matches!(r.status, 201 | 204), "CreateTable {name}: {} {}", r.status, r.body);
+        assert!(
+            matches!(r.status, 201 | 204),
+            "CreateTable {name}: {} {}",
+            r.status,
+            r.body
+        );
     }
 
     pub async fn delete_table(&self, name: &str) {
@@ -755,7 +840,10 @@ impl Azurite {
                 "DELETE",
                 &format!("/Tables('{name}')"),
                 &[],
-                &[("accept", "application/json;odata=nometadata"), ("dataserviceversion", "3.0")],
+                &[
+                    ("accept", "application/json;odata=nometadata"),
+                    ("dataserviceversion", "3.0"),
+                ],
                 None,
             )
             .await;

@@ -9,7 +9,8 @@ use serde_json::json;
 
 /// Each spec tag is present with its value (the controller may add tags of its own).
 fn has_tags(metadata: &BTreeMap<String, String>, tags: &[(&str, &str)]) -> bool {
-    tags.iter().all(|(k, v)| metadata.get(*k).map(String::as_str) == Some(*v))
+    tags.iter()
+        .all(|(k, v)| metadata.get(*k).map(String::as_str) == Some(*v))
 }
 
 async fn metadata(az: &Azurite, name: &str) -> BTreeMap<String, String> {
@@ -43,9 +44,22 @@ async fn azure_container_create_update_drift_and_delete() {
     );
     assert_eq!(status.id.as_deref(), Some(id.as_str()));
     assert_eq!(status.arn.as_deref(), Some(id.as_str()));
-    assert!(status.provider.as_deref().is_some_and(|p| p.starts_with("azure account devstoreaccount1")), "{status:?}");
-    assert!(has_tags(&metadata(&az, &name).await, &[("team", "data"), ("env", "test")]));
-    assert_eq!(public_access(&az, &name).await, None, "blockPublicAccess (default true): private");
+    assert!(
+        status
+            .provider
+            .as_deref()
+            .is_some_and(|p| p.starts_with("azure account devstoreaccount1")),
+        "{status:?}"
+    );
+    assert!(has_tags(
+        &metadata(&az, &name).await,
+        &[("team", "data"), ("env", "test")]
+    ));
+    assert_eq!(
+        public_access(&az, &name).await,
+        None,
+        "blockPublicAccess (default true): private"
+    );
 
     // Update: a value changed, a tag added, one removed; the container made public.
     h.apply_bucket(
@@ -56,21 +70,32 @@ async fn azure_container_create_update_drift_and_delete() {
         }),
     )
     .await;
-    h.wait_bucket(&name, "Ready at the new generation", ready_at_generation).await;
+    h.wait_bucket(&name, "Ready at the new generation", ready_at_generation)
+        .await;
     let m = metadata(&az, &name).await;
     assert!(has_tags(&m, &[("team", "ml"), ("cost", "c1")]), "{m:?}");
-    assert!(!m.contains_key("env"), "a tag removed from the spec leaves the container: {m:?}");
+    assert!(
+        !m.contains_key("env"),
+        "a tag removed from the spec leaves the container: {m:?}"
+    );
     assert_eq!(public_access(&az, &name).await.as_deref(), Some("blob"));
 
     // Drift: metadata changed in Azure directly is reported and set back.
     az.set_container_metadata(&name, &[("team", "hacked")]).await;
     let b = h
         .wait_bucket(&name, "drift reported", |b| {
-            b.status.as_ref().is_some_and(|s| s.drift.iter().any(|d| d.field == "tags.team"))
+            b.status
+                .as_ref()
+                .is_some_and(|s| s.drift.iter().any(|d| d.field == "tags.team"))
         })
         .await;
     let drift = &b.status.as_ref().expect("status").drift;
-    assert!(drift.iter().any(|d| d.field == "tags.team" && d.observed.contains("hacked")), "{drift:?}");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.field == "tags.team" && d.observed.contains("hacked")),
+        "{drift:?}"
+    );
     eventually("metadata set back", || async {
         has_tags(&metadata(&az, &name).await, &[("team", "ml"), ("cost", "c1")])
     })
@@ -78,7 +103,8 @@ async fn azure_container_create_update_drift_and_delete() {
     assert!(h.event_reasons(&name).await.iter().any(|r| r == "DriftCorrected"));
 
     // Back to private.
-    h.merge_spec::<Bucket>(&name, json!({"blockPublicAccess": true, "azure": null})).await;
+    h.merge_spec::<Bucket>(&name, json!({"blockPublicAccess": true, "azure": null}))
+        .await;
     h.wait_bucket(&name, "Ready private", ready_at_generation).await;
     assert_eq!(public_access(&az, &name).await, None);
 
@@ -104,7 +130,8 @@ async fn azure_retain_keeps_the_container_and_adoption_takes_it_back() {
     assert!(az.container_exists(&name).await, "Retain leaves the container");
 
     // A container that exists and is not recorded as ours is refused by name alone…
-    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "azure"}})).await;
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "azure"}}))
+        .await;
     h.wait_stalled(&name, "AlreadyExists").await;
     // …and adopted when spec.externalName names it, its metadata converged.
     let other = "adopter";
@@ -114,7 +141,10 @@ async fn azure_retain_keeps_the_container_and_adoption_takes_it_back() {
     )
     .await;
     let b = h.wait_bucket(other, "Ready", ready_at_generation).await;
-    assert_eq!(b.status.as_ref().and_then(|s| s.external_name.as_deref()), Some(name.as_str()));
+    assert_eq!(
+        b.status.as_ref().and_then(|s| s.external_name.as_deref()),
+        Some(name.as_str())
+    );
     eventually("adopted container converged", || async {
         has_tags(&metadata(&az, &name).await, &[("team", "b"), ("owner", "x")])
     })
@@ -142,16 +172,25 @@ async fn azure_invalid_names_and_unsupported_fields_stall_without_a_call() {
         ("short", "ab", "must be 3 to 63 characters"),
         ("dashes", "a--b", "not contain '--'"),
     ] {
-        h.apply_bucket(object, json!({"providerConfigRef": {"name": "nowhere"}, "externalName": external}))
-            .await;
+        h.apply_bucket(
+            object,
+            json!({"providerConfigRef": {"name": "nowhere"}, "externalName": external}),
+        )
+        .await;
         let (_, message) = h.wait_stalled(object, "InvalidSpec").await;
         assert!(
-            message.contains("spec.externalName") && message.contains("not a valid azure bucket name") && message.contains(problem),
+            message.contains("spec.externalName")
+                && message.contains("not a valid azure bucket name")
+                && message.contains(problem),
             "{message}"
         );
     }
     // A tag key AWS accepts but Azure metadata cannot hold, named.
-    h.apply_bucket("tagged", json!({"providerConfigRef": {"name": "nowhere"}, "tags": {"team/app": "x"}})).await;
+    h.apply_bucket(
+        "tagged",
+        json!({"providerConfigRef": {"name": "nowhere"}, "tags": {"team/app": "x"}}),
+    )
+    .await;
     let (_, message) = h.wait_stalled("tagged", "InvalidSpec").await;
     assert!(message.contains("spec.tags.team/app"), "{message}");
 
@@ -163,13 +202,18 @@ async fn azure_invalid_names_and_unsupported_fields_stall_without_a_call() {
     .await;
     let (b, message) = h.wait_stalled("versioned", "UnsupportedForProvider").await;
     assert!(
-        message.contains("spec.versioning") && message.contains("spec.encryption.keyId") && message.contains("storage account"),
+        message.contains("spec.versioning")
+            && message.contains("spec.encryption.keyId")
+            && message.contains("storage account"),
         "{message}"
     );
     assert!(!is_true(&b, "Reconciling"), "needs a human, not a retry loop");
     // Public access asked for while blocked: a contradiction in the spec.
-    h.apply_bucket("public", json!({"providerConfigRef": {"name": "nowhere"}, "azure": {"publicAccess": "Container"}}))
-        .await;
+    h.apply_bucket(
+        "public",
+        json!({"providerConfigRef": {"name": "nowhere"}, "azure": {"publicAccess": "Container"}}),
+    )
+    .await;
     let (_, message) = h.wait_stalled("public", "InvalidSpec").await;
     assert!(message.contains("spec.azure.publicAccess"), "{message}");
 
@@ -177,7 +221,11 @@ async fn azure_invalid_names_and_unsupported_fields_stall_without_a_call() {
         h.delete_bucket(name).await;
         h.wait_gone(name).await;
     }
-    assert_eq!(cloud.connections(), 0, "invalid or unsupported specs never reach the cloud");
+    assert_eq!(
+        cloud.connections(),
+        0,
+        "invalid or unsupported specs never reach the cloud"
+    );
 }
 
 /// One manifest, two clouds: only providerConfigRef differs, one controller reconciles both.
@@ -194,9 +242,17 @@ async fn aws_and_azure_buckets_side_by_side() {
     let z = h.wait_bucket(&on_azure, "Ready", ready_at_generation).await;
     assert!(h.bucket_exists(&on_aws).await, "S3 bucket in moto");
     assert!(az.container_exists(&on_azure).await, "container in Azurite");
-    assert!(!h.bucket_exists(&on_azure).await && !az.container_exists(&on_aws).await, "each on its own cloud");
+    assert!(
+        !h.bucket_exists(&on_azure).await && !az.container_exists(&on_aws).await,
+        "each on its own cloud"
+    );
     let provider = |b: &Bucket| b.status.as_ref().and_then(|s| s.provider.clone()).unwrap_or_default();
-    assert!(provider(&a).starts_with("aws") && provider(&z).starts_with("azure"), "{} / {}", provider(&a), provider(&z));
+    assert!(
+        provider(&a).starts_with("aws") && provider(&z).starts_with("azure"),
+        "{} / {}",
+        provider(&a),
+        provider(&z)
+    );
     assert!(condition(a.status.as_ref(), "Ready").is_some());
     h.delete_bucket(&on_aws).await;
     h.delete_bucket(&on_azure).await;

@@ -63,7 +63,10 @@ async fn create_update_drift_and_delete() {
     assert_eq!(status.arn, Some(format!("arn:aws:s3:::{name}")));
     assert!(!is_true(&b, "Reconciling") && !is_true(&b, "Stalled"));
     assert_eq!(s3_versioning(&h, &name).await, Some(BucketVersioningStatus::Enabled));
-    assert_eq!(s3_tags(&h, &name).await, tags(&[("env", "test"), ("team", "data")]));
+    let owner = h.owner_tag("Bucket", &name);
+    let mut want = tags(&[("env", "test"), ("team", "data")]);
+    want.insert(0, owner.clone());
+    assert_eq!(s3_tags(&h, &name).await, want);
     let pab =
         h.s3.get_public_access_block()
             .bucket(&name)
@@ -98,7 +101,10 @@ async fn create_update_drift_and_delete() {
         .await;
     assert_eq!(b.status.as_ref().and_then(|s| s.observed_generation), Some(2));
     assert_eq!(s3_versioning(&h, &name).await, Some(BucketVersioningStatus::Suspended));
-    assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
+    assert_eq!(
+        s3_tags(&h, &name).await,
+        [owner.clone(), tags(&[("team", "platform")])[0].clone()]
+    );
     let sse =
         h.s3.get_bucket_encryption()
             .bucket(&name)
@@ -116,6 +122,7 @@ async fn create_update_drift_and_delete() {
     // says which field drifted.
     let foreign = Tagging::builder()
         .tag_set(Tag::builder().key("team").value("intruder").build().expect("tag"))
+        .tag_set(Tag::builder().key(&owner.0).value(&owner.1).build().expect("tag"))
         .build()
         .expect("tagging");
     h.s3.put_bucket_tagging()
@@ -133,7 +140,10 @@ async fn create_update_drift_and_delete() {
     assert_eq!(drift[0].field, "tags.team");
     assert_eq!(drift[0].desired, "\"platform\"");
     assert_eq!(drift[0].observed, "\"intruder\"");
-    assert_eq!(s3_tags(&h, &name).await, tags(&[("team", "platform")]));
+    assert_eq!(
+        s3_tags(&h, &name).await,
+        [owner.clone(), tags(&[("team", "platform")])[0].clone()]
+    );
     assert!(h.event_reasons(&name).await.contains(&"DriftCorrected".to_owned()));
 
     let (code, _) = h.http_get("/readyz").await;
@@ -194,11 +204,9 @@ async fn adopts_an_existing_bucket_by_external_name() {
         .send()
         .await
         .expect("CreateBucket");
-    h.apply_bucket(
-        "adopter",
-        json!({"externalName": existing, "versioning": true, "deletionPolicy": "Retain"}),
-    )
-    .await;
+    // No deletionPolicy: an adopted bucket is kept when its object goes.
+    h.apply_bucket("adopter", json!({"externalName": existing, "versioning": true}))
+        .await;
     let b = h.wait_bucket("adopter", "Ready", ready_at_generation).await;
     assert_eq!(b.status.and_then(|s| s.external_name), Some(existing.clone()));
     assert_eq!(
@@ -206,6 +214,33 @@ async fn adopts_an_existing_bucket_by_external_name() {
         Some(BucketVersioningStatus::Enabled)
     );
     assert!(h.event_reasons("adopter").await.contains(&"Adopted".to_owned()));
+    assert_eq!(s3_tags(&h, &existing).await, [h.owner_tag("Bucket", "adopter")]);
+    assert!(
+        b.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("cloudkit.dev/adopted")
+    );
+    h.delete_bucket("adopter").await;
+    h.wait_gone("adopter").await;
+    assert!(
+        h.bucket_exists(&existing).await,
+        "an adopted bucket is retained by default"
+    );
+    assert!(h.event_reasons("adopter").await.contains(&"Retained".to_owned()));
+
+    // Adopted with deletionPolicy: Delete, it goes with its object.
+    let doomed = h.bucket_name("doomed");
+    h.s3.create_bucket().bucket(&doomed).send().await.expect("CreateBucket");
+    h.apply_bucket("doomer", json!({"externalName": doomed, "deletionPolicy": "Delete"}))
+        .await;
+    h.wait_bucket("doomer", "Ready", ready_at_generation).await;
+    h.delete_bucket("doomer").await;
+    h.wait_gone("doomer").await;
+    assert!(
+        !h.bucket_exists(&doomed).await,
+        "deletionPolicy: Delete applies to adopted buckets"
+    );
 
     // Same name, but adoption not asked for: hands off, and say how to take it over.
     let unowned = h.bucket_name("unowned");
@@ -227,6 +262,48 @@ async fn adopts_an_existing_bucket_by_external_name() {
     h.delete_bucket(&unowned).await;
     h.wait_gone(&unowned).await;
     assert!(h.bucket_exists(&unowned).await);
+}
+
+/// Another namespace naming a bucket that one manages, or a second object in the same
+/// namespace, neither adopts, changes nor deletes it.
+#[tokio::test]
+async fn no_object_takes_over_a_bucket_another_one_manages() {
+    let owner = Harness::new("owner").await;
+    let name = owner.bucket_name("shared");
+    owner.apply_bucket(&name, json!({"tags": {"team": "owner"}})).await;
+    owner.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let owner_tag = owner.owner_tag("Bucket", &name);
+    let tagged = vec![owner_tag.clone(), ("team".to_owned(), "owner".to_owned())];
+    assert_eq!(s3_tags(&owner, &name).await, tagged);
+
+    let thief = Harness::new("thief").await;
+    thief
+        .apply_bucket(
+            "grab",
+            json!({"externalName": name, "versioning": true, "tags": {"team": "thief"}, "deletionPolicy": "Delete"}),
+        )
+        .await;
+    let (b, message) = thief.wait_stalled("grab", "OwnedByAnother").await;
+    assert!(message.contains(&owner_tag.1), "{message}");
+    assert_eq!(b.status.and_then(|s| s.external_name), None);
+    // Same namespace, second object: refused too.
+    owner
+        .apply_bucket("twin", json!({"externalName": name, "versioning": true}))
+        .await;
+    owner.wait_stalled("twin", "OwnedByAnother").await;
+
+    assert_eq!(s3_tags(&owner, &name).await, tagged, "tags untouched");
+    assert_eq!(s3_versioning(&owner, &name).await, None, "versioning untouched");
+    // Deleting the refused objects, even with deletionPolicy: Delete, leaves the bucket.
+    thief.delete_bucket("grab").await;
+    thief.wait_gone("grab").await;
+    owner.delete_bucket("twin").await;
+    owner.wait_gone("twin").await;
+    assert!(owner.bucket_exists(&name).await);
+    assert!(is_true(
+        &owner.wait_bucket(&name, "Ready", ready_at_generation).await,
+        "Ready"
+    ));
 }
 
 #[tokio::test]

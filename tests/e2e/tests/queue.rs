@@ -93,7 +93,11 @@ async fn create_update_drift_and_delete() {
     }
     assert_eq!(status.arn.as_ref(), attrs.get(&Attr::QueueArn));
     assert_eq!(status.url, queue_url(&h, &name).await);
-    assert_eq!(tags(&h, &name).await, [("team".to_owned(), "orders".to_owned())]);
+    let owner = h.owner_tag("Queue", &name);
+    assert_eq!(
+        tags(&h, &name).await,
+        [owner.clone(), ("team".to_owned(), "orders".to_owned())]
+    );
 
     // Applications read the outputs from the connection Secret.
     let conn = secret_data(&h, "orders-conn").await.expect("connection Secret written");
@@ -131,6 +135,7 @@ async fn create_update_drift_and_delete() {
     assert_eq!(
         tags(&h, &name).await,
         [
+            owner.clone(),
             ("env".to_owned(), "test".to_owned()),
             ("team".to_owned(), "billing".to_owned())
         ]

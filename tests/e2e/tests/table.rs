@@ -119,7 +119,11 @@ async fn create_update_drift_and_delete() {
     assert!(pitr(&h, &name).await);
     let arn = live.table_arn().expect("arn").to_owned();
     assert_eq!(t.status.as_ref().and_then(|s| s.arn.clone()), Some(arn.clone()));
-    assert_eq!(tags(&h, &arn).await, [("team".to_owned(), "orders".to_owned())]);
+    let owner = h.owner_tag("Table", &name);
+    assert_eq!(
+        tags(&h, &arn).await,
+        [owner.clone(), ("team".to_owned(), "orders".to_owned())]
+    );
 
     // Every mutable field changes in place: billing, an index swapped, TTL off, PITR off,
     // a stream on, deletion protection, tags. DynamoDB takes them one change at a time.
@@ -168,7 +172,10 @@ async fn create_update_drift_and_delete() {
         stream
     );
     assert_eq!(live.deletion_protection_enabled(), Some(true));
-    assert_eq!(tags(&h, &arn).await, [("team".to_owned(), "billing".to_owned())]);
+    assert_eq!(
+        tags(&h, &arn).await,
+        [owner.clone(), ("team".to_owned(), "billing".to_owned())]
+    );
 
     // A tag changed behind CloudKit's back is reported and set back.
     h.dynamodb
@@ -186,7 +193,7 @@ async fn create_update_drift_and_delete() {
     let drift = &t.status.as_ref().expect("status").drift;
     assert_eq!(drift[0].field, "tags.team");
     eventually("tag set back", || async {
-        tags(&h, &arn).await == [("team".to_owned(), "billing".to_owned())]
+        tags(&h, &arn).await == [owner.clone(), ("team".to_owned(), "billing".to_owned())]
     })
     .await;
 

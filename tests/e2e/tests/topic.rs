@@ -177,7 +177,11 @@ async fn create_update_drift_and_delete() {
     assert_eq!(status.id.as_ref(), Some(&arn));
     let attrs = attributes(&h, &arn).await;
     assert_eq!(attrs.get("DisplayName").map(String::as_str), Some("Orders"));
-    assert_eq!(tags(&h, &arn).await, [("team".to_owned(), "orders".to_owned())]);
+    let owner = h.owner_tag("Topic", &name);
+    assert_eq!(
+        tags(&h, &arn).await,
+        [owner.clone(), ("team".to_owned(), "orders".to_owned())]
+    );
     let subs = subscriptions(&h, &arn).await;
     assert_eq!(subs.len(), 2, "{subs:?}");
     let https = &subs[&("https".to_owned(), hook.to_owned())];
@@ -213,6 +217,7 @@ async fn create_update_drift_and_delete() {
     assert_eq!(
         tags(&h, &arn).await,
         [
+            owner.clone(),
             ("env".to_owned(), "test".to_owned()),
             ("team".to_owned(), "billing".to_owned())
         ]
@@ -485,7 +490,10 @@ async fn adopts_by_external_name_and_retains() {
         attributes(&h, &arn).await.get("DisplayName").map(String::as_str),
         Some("Adopted")
     );
-    assert_eq!(tags(&h, &arn).await, [("new".to_owned(), "yes".to_owned())]);
+    assert_eq!(
+        tags(&h, &arn).await,
+        [h.owner_tag("Topic", "legacy"), ("new".to_owned(), "yes".to_owned())]
+    );
 
     // Same name without asking for adoption: hands off.
     let unowned = h.bucket_name("unowned");
