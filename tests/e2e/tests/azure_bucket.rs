@@ -125,41 +125,58 @@ async fn azure_retain_keeps_the_container_and_adoption_takes_it_back() {
     )
     .await;
     h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let owner = metadata(&az, &name)
+        .await
+        .get("cloudkit_owner")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        owner.ends_with(&format!("/{}/Bucket/{name}", h.ns)),
+        "owner recorded as metadata: {owner:?}"
+    );
     h.delete_bucket(&name).await;
     h.wait_gone(&name).await;
     assert!(az.container_exists(&name).await, "Retain leaves the container");
 
-    // A container that exists and is not recorded as ours is refused by name alone…
-    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "azure"}}))
-        .await;
-    h.wait_stalled(&name, "AlreadyExists").await;
-    // …and adopted when spec.externalName names it, its metadata converged.
-    let other = "adopter";
+    // The same object again: the owner metadata proves the container is its own.
     h.apply_bucket(
-        other,
-        json!({"providerConfigRef": {"name": "azure"}, "externalName": name, "tags": {"team": "b", "owner": "x"}}),
+        &name,
+        json!({"providerConfigRef": {"name": "azure"}, "tags": {"team": "b"}}),
     )
     .await;
-    let b = h.wait_bucket(other, "Ready", ready_at_generation).await;
-    assert_eq!(
-        b.status.as_ref().and_then(|s| s.external_name.as_deref()),
-        Some(name.as_str())
-    );
-    eventually("adopted container converged", || async {
-        has_tags(&metadata(&az, &name).await, &[("team", "b"), ("owner", "x")])
-    })
+    h.wait_bucket(&name, "Ready again", ready_at_generation).await;
+    assert!(has_tags(&metadata(&az, &name).await, &[("team", "b")]));
+    // Another object naming it is refused: it is managed by the first.
+    h.apply_bucket(
+        "thief",
+        json!({"providerConfigRef": {"name": "azure"}, "externalName": name}),
+    )
     .await;
+    h.wait_stalled("thief", "OwnedByAnother").await;
 
-    // A container made outside CloudKit, adopted the same way.
+    // A container made outside CloudKit: refused by name alone…
     let outside = h.azure_name("outside", false);
     az.create_container(&outside, &[("team", "old")]).await;
+    h.apply_bucket(&outside, json!({"providerConfigRef": {"name": "azure"}}))
+        .await;
+    h.wait_stalled(&outside, "AlreadyExists").await;
+    // …and adopted when spec.externalName names it, its metadata converged.
     h.apply_bucket(
-        "outside",
-        json!({"providerConfigRef": {"name": "azure"}, "externalName": outside, "tags": {"team": "new"}}),
+        "adopter",
+        json!({"providerConfigRef": {"name": "azure"}, "externalName": outside, "tags": {"team": "new", "cost": "c2"}}),
     )
     .await;
-    h.wait_bucket("outside", "Ready", ready_at_generation).await;
-    assert!(has_tags(&metadata(&az, &outside).await, &[("team", "new")]));
+    let b = h.wait_bucket("adopter", "Ready", ready_at_generation).await;
+    assert_eq!(
+        b.status.as_ref().and_then(|s| s.external_name.as_deref()),
+        Some(outside.as_str())
+    );
+    let m = metadata(&az, &outside).await;
+    assert!(has_tags(&m, &[("team", "new"), ("cost", "c2")]), "{m:?}");
+    assert!(
+        m.get("cloudkit_owner").is_some_and(|o| o.ends_with("/Bucket/adopter")),
+        "{m:?}"
+    );
 }
 
 #[tokio::test]
