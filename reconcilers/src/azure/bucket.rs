@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use azure_core::http::RequestContent;
+use azure_core::http::{Context, Method, Request, RequestContent};
 use azure_storage_blob::models::{
     BlobContainerClientCreateOptions, BlobContainerClientGetPropertiesResultHeaders,
     BlobContainerClientSetAccessPolicyOptions, PublicAccessType,
@@ -18,6 +18,9 @@ use cloudkit_drift::{FieldDiff, touches};
 use super::{Account, Clients, Service, metadata_to_tags, tags_to_metadata};
 use crate::bucket::BucketState;
 use crate::{CloudError, ExternalResource, Observed, Outputs, ProviderContext};
+
+/// The List Blobs version used for the emptiness check before delete.
+const LIST_VERSION: &str = "2021-08-06";
 
 /// What Azure reports as the default encryption scope of a container that names none.
 const ACCOUNT_SCOPE: &str = "$account-encryption-key";
@@ -43,6 +46,35 @@ impl BlobContainer {
             reason: Reason::InvalidProviderConfig,
             message: format!("blob endpoint for '{name}': {e}"),
         })
+    }
+
+    /// Whether the container holds at least one blob (`None`: no container): deleting a
+    /// container deletes its blobs, and deleting data is never implied (as on S3, where a
+    /// bucket must be empty).
+    async fn has_blobs(&self, name: &str) -> Result<Option<bool>, CloudError> {
+        let mut url = self.account.url(Service::Blob, name)?;
+        url.query_pairs_mut()
+            .append_pair("restype", "container")
+            .append_pair("comp", "list")
+            .append_pair("maxresults", "1");
+        let mut request = Request::new(url, Method::Get);
+        request.insert_header("x-ms-version", LIST_VERSION);
+        let pipeline = self.account.pipeline(Service::Blob);
+        let ctx = Context::new();
+        match self
+            .account
+            .call(
+                Service::Blob,
+                "ListBlobs",
+                name,
+                pipeline.send(&ctx, &mut request, None),
+            )
+            .await
+        {
+            Ok(response) => Ok(Some(String::from_utf8_lossy(response.body()).contains("<Blob>"))),
+            Err(f) if f.status == Some(404) => Ok(None),
+            Err(f) => Err(f.into()),
+        }
     }
 
     fn outputs(&self, name: &str) -> Outputs {
@@ -194,6 +226,19 @@ impl ExternalResource for BlobContainer {
 
     async fn delete(&self, name: &str) -> Result<(), CloudError> {
         let client = self.client(name)?;
+        match self.has_blobs(name).await? {
+            None => return Ok(()),
+            Some(false) => {}
+            Some(true) => {
+                return Err(CloudError::Transient {
+                    reason: Reason::BucketNotEmpty,
+                    message: format!(
+                        "container '{name}' is not empty: delete its blobs, or set deletionPolicy: Retain to keep it"
+                    ),
+                    retry_after: Some(std::time::Duration::from_secs(60)),
+                });
+            }
+        }
         match self
             .account
             .call(Service::Blob, "DeleteContainer", name, client.delete(None))

@@ -732,6 +732,34 @@ impl Azurite {
         assert_eq!(r.status, 200, "SetContainerMetadata {name}: {}", r.body);
     }
 
+    pub async fn put_blob(&self, container: &str, blob: &str, content: &str) {
+        let r = self
+            .send(
+                AzureService::Blob,
+                "PUT",
+                &format!("/{container}/{blob}"),
+                &[],
+                &[("x-ms-blob-type", "BlockBlob")],
+                Some(content.to_owned()),
+            )
+            .await;
+        assert_eq!(r.status, 201, "PutBlob {container}/{blob}: {}", r.body);
+    }
+
+    pub async fn delete_blob(&self, container: &str, blob: &str) {
+        let r = self
+            .send(
+                AzureService::Blob,
+                "DELETE",
+                &format!("/{container}/{blob}"),
+                &[],
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 202, "DeleteBlob {container}/{blob}: {}", r.body);
+    }
+
     /// A queue's metadata (404: none).
     pub async fn queue(&self, name: &str) -> AzureResponse {
         self.send(

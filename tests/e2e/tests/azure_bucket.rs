@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use cloudkit_crds::Bucket;
-use cloudkit_e2e::{Azurite, CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation};
+use cloudkit_e2e::{
+    Azurite, CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation, ready_reason,
+};
 use serde_json::json;
 
 /// Each spec tag is present with its value (the controller may add tags of its own).
@@ -108,9 +110,26 @@ async fn azure_container_create_update_drift_and_delete() {
     h.wait_bucket(&name, "Ready private", ready_at_generation).await;
     assert_eq!(public_access(&az, &name).await, None);
 
-    // deletionPolicy Delete (the default): the container goes with the object.
+    // deletionPolicy Delete (the default): never with blobs in it (deleting a container
+    // deletes them), the container goes once it is empty.
+    az.put_blob(&name, "report.csv", "a,b\n").await;
     h.delete_bucket(&name).await;
-    h.wait_gone(&name).await;
+    h.wait_bucket(&name, "BucketNotEmpty", |b| {
+        ready_reason(b).as_deref() == Some("BucketNotEmpty")
+    })
+    .await;
+    assert!(az.container_exists(&name).await, "a container with blobs is kept");
+    az.delete_blob(&name, "report.csv").await;
+    // BucketNotEmpty is retried after a minute (emptying a container is work for a human):
+    // allow for that wait.
+    let started = std::time::Instant::now();
+    while h.buckets.get_opt(&name).await.expect("get bucket").is_some() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "not released once empty"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     assert!(!az.container_exists(&name).await, "container deleted with the object");
 }
 
