@@ -157,7 +157,8 @@ impl Account {
 
 /// One storage account per ProviderConfig, rebuilt when its settings change.
 pub struct Clients {
-    http: Arc<reqwest::Client>,
+    /// Shared by every account; an error (no TLS setup) is reported by each Azure resource.
+    http: Result<Arc<reqwest::Client>, String>,
     accounts: Mutex<HashMap<String, (ProviderContext, Arc<Account>)>>,
     observer: CallObserver,
 }
@@ -165,7 +166,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(observer: CallObserver) -> Self {
         Self {
-            http: Arc::new(http_client()),
+            http: http_client().map(Arc::new),
             accounts: Mutex::new(HashMap::new()),
             observer,
         }
@@ -240,8 +241,12 @@ impl Clients {
                 });
             }
         };
+        let http = self.http.clone().map_err(|message| CloudError::Rejected {
+            reason: Reason::InternalError,
+            message,
+        })?;
         let options = |sign: Sign| ClientOptions {
-            transport: Some(Transport::new(self.http.clone())),
+            transport: Some(Transport::new(http.clone())),
             // The controller's loop retries with backoff and counts each request; the SDK's
             // retries would sleep inside a worker.
             retry: RetryOptions::none(),
@@ -279,29 +284,29 @@ impl Clients {
 
 /// reqwest with rustls on ring, the provider kube already uses: reqwest's own `rustls`
 /// feature brings aws-lc, and two providers in one process make rustls panic.
-fn http_client() -> reqwest::Client {
+fn http_client() -> Result<reqwest::Client, String> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let versions = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map(|b| b.with_no_client_auth());
-    let builder = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
-    let builder = match tls {
-        Ok(tls) => builder.tls_backend_preconfigured(tls),
-        // No usable root store: plain-HTTP endpoints (Azurite) still work, and HTTPS calls
-        // fail with a TLS error naming the cause.
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let tls = match versions.clone().with_platform_verifier() {
+        Ok(builder) => builder.with_no_client_auth(),
+        // No usable system roots: plain-HTTP endpoints (Azurite) still work, and HTTPS calls
+        // fail naming an unknown issuer rather than the controller failing to start.
         Err(e) => {
-            tracing::warn!("Azure HTTPS disabled: no TLS configuration: {e}");
-            builder
+            tracing::warn!("Azure HTTPS: no system root certificates ({e}); only http:// endpoints will work");
+            versions
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
         }
     };
-    builder.build().unwrap_or_else(|e| {
-        tracing::warn!("Azure HTTP client with defaults: {e}");
-        reqwest::Client::new()
-    })
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| format!("building the Azure HTTP client: {e}"))
 }
 
 /// A failed call: the error the controller acts on, and what the caller may match on.
@@ -608,6 +613,6 @@ mod tests {
     #[test]
     fn the_http_client_builds_with_ring_only() {
         // Two rustls providers would panic here.
-        let _client = http_client();
+        assert!(http_client().is_ok());
     }
 }

@@ -90,11 +90,10 @@ impl ExternalResource for StorageQueue {
         Ok(Some(Observed::ready(state, self.outputs(name))))
     }
 
-    async fn create(&self, name: &str, desired: &QueueState) -> Result<(), CloudError> {
+    async fn create(&self, name: &str, _desired: &QueueState) -> Result<(), CloudError> {
         let client = self.client(name)?;
         // Create Queue succeeds on an existing queue only when the metadata given matches;
         // creating bare and converging the metadata after makes a retry always succeed.
-        let _ = desired;
         match self
             .account
             .call(

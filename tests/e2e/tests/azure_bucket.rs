@@ -110,8 +110,76 @@ async fn azure_container_create_update_drift_and_delete() {
     h.wait_bucket(&name, "Ready private", ready_at_generation).await;
     assert_eq!(public_access(&az, &name).await, None);
 
-    // deletionPolicy Delete (the default): never with blobs in it (deleting a container
-    // deletes them), the container goes once it is empty.
+    // deletionPolicy Delete (the default): the container goes with the object.
+    h.delete_bucket(&name).await;
+    h.wait_gone(&name).await;
+    assert!(!az.container_exists(&name).await, "container deleted with the object");
+
+    // The account key never reaches the controller's log (json, every level it writes).
+    let log = std::fs::read_to_string(&h.log).expect("controller log");
+    assert!(
+        !log.contains(&az.key_base64),
+        "the account key is in {}",
+        h.log.display()
+    );
+}
+
+/// A SAS token instead of the key: appended to each request, never printed.
+#[tokio::test]
+async fn azure_sas_token_credentials() {
+    use cloudkit_crds::ProviderConfig;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+    let h = Harness::new("azsas").await;
+    let az = h.azure_provider_config("azure", None).await;
+    let sas = az.account_sas();
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure-sas"},
+                        "stringData": {"sasToken": format!("?{sas}")}});
+    secrets
+        .patch(
+            "azure-sas",
+            &PatchParams::apply("cloudkit-e2e").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply secret");
+    let configs: Api<ProviderConfig> = Api::namespaced(h.client.clone(), &h.ns);
+    configs
+        .patch(
+            "azure",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"credentials": {"secretRef": {"name": "azure-sas"}}}})),
+        )
+        .await
+        .expect("point the ProviderConfig at the SAS");
+    let name = h.azure_name("sas", false);
+    h.apply_bucket(
+        &name,
+        json!({"providerConfigRef": {"name": "azure"}, "tags": {"team": "sas"}}),
+    )
+    .await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    assert!(has_tags(&metadata(&az, &name).await, &[("team", "sas")]));
+    let sig = sas.split('&').find(|p| p.starts_with("sig=")).expect("sig").to_owned();
+    let log = std::fs::read_to_string(&h.log).expect("controller log");
+    assert!(
+        !log.contains(&sig) && !log.contains(&sas),
+        "the SAS is in {}",
+        h.log.display()
+    );
+}
+
+/// Deleting a container deletes its blobs: never implied, as an S3 bucket must be empty too.
+#[tokio::test]
+async fn azure_container_with_blobs_is_not_deleted() {
+    let h = Harness::new("azfull").await;
+    let az = h.azure_provider_config("azure", None).await;
+    let name = h.azure_name("full", false);
+    h.apply_bucket(&name, json!({"providerConfigRef": {"name": "azure"}}))
+        .await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
     az.put_blob(&name, "report.csv", "a,b\n").await;
     h.delete_bucket(&name).await;
     h.wait_bucket(&name, "BucketNotEmpty", |b| {
@@ -130,7 +198,7 @@ async fn azure_container_create_update_drift_and_delete() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    assert!(!az.container_exists(&name).await, "container deleted with the object");
+    assert!(!az.container_exists(&name).await, "deleted once empty");
 }
 
 #[tokio::test]
