@@ -219,7 +219,7 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         .map_err(|e| Change::Refused(e.into()))?;
     let observed = backend.observe(&name).await.map_err(|e| Change::Refused(e.into()))?;
     let owner = backend.owner_tag(&obj.owner(&world.cluster));
-    let desired = match decide::desired(obj, &world.stores, &owner) {
+    let mut desired = match decide::desired(obj, &world.stores, &owner) {
         Ok(desired) => desired,
         Err(Failure::Waiting { message, .. }) if observed.is_none() => {
             return Ok(Change::CreateAfter {
@@ -235,6 +235,10 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         }
         Err(other) => return Err(Change::Refused(other)),
     };
+    if let Some(found) = &observed {
+        let applied = crate::shared_tags::applied(obj.annotations());
+        crate::shared_tags::keep_foreign(&mut desired, &found.state, applied.as_ref());
+    }
     let adopt = obj.managed().external_name.is_some();
     let decision = decide::decide(
         observed.as_ref(),
@@ -321,6 +325,26 @@ fn overlay(live: Option<&Value>, doc: &Value) -> Value {
             object.get_mut("metadata").and_then(Value::as_object_mut),
         ) {
             meta.insert("generation".into(), generation.clone());
+        }
+        // The controller's own records (which resource is ours, which tags it manages) are
+        // on the live object, never in a manifest.
+        let records: serde_json::Map<String, Value> = live
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.starts_with("cloudkit.dev/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !records.is_empty()
+            && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.extend(records);
+            }
         }
     }
     doc

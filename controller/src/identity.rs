@@ -58,6 +58,11 @@ pub async fn record_before_create<K: ManagedKind>(api: &Api<K>, obj: &K, name: &
     }
 }
 
+/// Whether the resource was known to exist: its create answered, or it was adopted.
+pub fn existed<K: ManagedKind>(obj: &K) -> bool {
+    obj.annotations().contains_key(CREATE_SUCCEEDED) || obj.annotations().contains_key(ADOPTED)
+}
+
 /// What deleting the object does to its resource: the spec's `deletionPolicy`, else keep
 /// what was adopted (someone else made it, and may still need it) and delete what was made.
 pub fn deletion_policy(

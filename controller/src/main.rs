@@ -17,6 +17,7 @@ mod provider_config;
 mod reconcile;
 mod recovery;
 mod references;
+mod shared_tags;
 mod status;
 
 use std::net::SocketAddr;
@@ -424,6 +425,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
         recovered: recovery::channel(),
         cluster: args.cluster_name.clone(),
+        last_resolved: Default::default(),
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");

@@ -29,6 +29,12 @@ pub struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub kind: String,
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub kind: String,
     pub reason: String,
@@ -40,6 +46,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     duration: Family<KindLabel, Histogram>,
     cloud_calls: Family<CallLabels, Counter>,
+    drift: Family<DriftLabels, Counter>,
     unblock: Histogram,
     /// When each waiting object's dependency turned Ready, until its reconcile starts.
     woken: Mutex<HashMap<String, Instant>>,
@@ -75,6 +82,12 @@ impl Default for Metrics {
             "Requests sent to cloud APIs, retries included, by service and operation",
             cloud_calls.clone(),
         );
+        let drift = Family::<DriftLabels, Counter>::default();
+        registry.register(
+            "drift_detected",
+            "Changes made outside CloudKit found on cloud resources, by kind and provider",
+            drift.clone(),
+        );
         // Fine around 1 s: the target is a dependent starting within 1 s, p99.
         let unblock = Histogram::new([
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
@@ -96,6 +109,7 @@ impl Default for Metrics {
             failures,
             duration,
             cloud_calls,
+            drift,
             unblock,
             woken: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -110,6 +124,15 @@ impl Metrics {
         let label = KindLabel { kind: kind.to_owned() };
         self.reconciles.get_or_create(&label).inc();
         self.duration.get_or_create(&label).observe(took.as_secs_f64());
+    }
+
+    pub fn drift_detected(&self, kind: &str, provider: &str) {
+        self.drift
+            .get_or_create(&DriftLabels {
+                kind: kind.to_owned(),
+                provider: provider.to_owned(),
+            })
+            .inc();
     }
 
     pub fn failed(&self, kind: &str, reason: &str) {

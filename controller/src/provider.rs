@@ -1,6 +1,8 @@
 //! Turns a resource's `providerConfigRef` into a ProviderContext a backend can use.
 
 use cloudkit_crds::reason::Reason;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cloudkit_crds::provider_config::{Cloud, CredentialsSource, ProviderConfig};
@@ -19,6 +21,36 @@ const DEFAULT_AWS_REGION: &str = "us-east-1";
 pub struct ResolvedProvider {
     pub ctx: ProviderContext,
     pub resync: Duration,
+}
+
+/// The context each ProviderConfig last resolved to, so that objects being deleted can still
+/// reach their cloud when the Secret (or the ProviderConfig) went first: `kubectl delete -f`
+/// of a whole stack and namespace deletion remove things in no useful order, and deletion
+/// must not depend on that order. Only cleanup reads it. It lives in memory: after a restart
+/// with the Secret already gone, cleanup waits for it (`CredentialsNotFound`, escalated
+/// after `--stall-after`) as before.
+#[derive(Default)]
+pub struct LastResolved(Mutex<HashMap<(String, String), ProviderContext>>);
+
+impl LastResolved {
+    pub fn remember(&self, namespace: &str, name: &str, ctx: &ProviderContext) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert((namespace.to_owned(), name.to_owned()), ctx.clone());
+        }
+    }
+
+    /// What `namespace/name` last resolved to, when `failure` says it cannot be resolved
+    /// now only because it or its Secret is gone.
+    pub fn instead_of(&self, namespace: &str, name: &str, failure: &Failure) -> Option<ProviderContext> {
+        if !matches!(
+            failure.reason(),
+            Reason::CredentialsNotFound | Reason::ProviderConfigNotFound
+        ) {
+            return None;
+        }
+        let map = self.0.lock().ok()?;
+        map.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
 }
 
 /// How soon an object whose ProviderConfig or Secret is missing looks again.
@@ -247,6 +279,29 @@ mod tests {
     use k8s_openapi::ByteString;
 
     use super::*;
+
+    #[test]
+    fn last_context_stands_in_only_for_a_missing_config_or_secret() {
+        let last = LastResolved::default();
+        let ctx = ProviderContext {
+            key: "ns/default".into(),
+            cloud: Cloud::Aws,
+            region: "us-east-1".into(),
+            endpoint: None,
+            credentials: ResolvedCredentials::Ambient,
+            aws: Default::default(),
+            azure: Default::default(),
+            gcp: Default::default(),
+        };
+        let gone = Failure::waiting(Reason::CredentialsNotFound, "gone", RECHECK);
+        assert_eq!(last.instead_of("ns", "default", &gone), None);
+        last.remember("ns", "default", &ctx);
+        assert_eq!(last.instead_of("ns", "default", &gone), Some(ctx));
+        assert_eq!(last.instead_of("other", "default", &gone), None);
+        // A broken or forbidden config is a decision, not an accident of order.
+        let refused = Failure::stalled(Reason::CredentialsNotAllowed, "no");
+        assert_eq!(last.instead_of("ns", "default", &refused), None);
+    }
 
     #[test]
     fn ambient_credentials_only_where_the_operator_allows() {

@@ -56,7 +56,11 @@ pub fn error_policy(config: Arc<ProviderConfig>, err: &Error, ctx: Arc<Context>)
 async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context) -> Result<Action, Error> {
     let result = provider::from_config(&ctx.client, config, &ctx.ambient)
         .await
-        .map(|_| ());
+        .map(|resolved| {
+            let namespace = config.namespace().unwrap_or_default();
+            ctx.last_resolved
+                .remember(&namespace, &config.name_any(), &resolved.ctx);
+        });
     let failure = result.as_ref().err();
     write_status(api, config, ctx, failure).await?;
     let key = key(config);

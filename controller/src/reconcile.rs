@@ -2,14 +2,15 @@
 //! create or update from one diff, write status only when it changed, delete on cleanup.
 
 use cloudkit_crds::reason::Reason;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
-use cloudkit_crds::{DeletionPolicy, ManagedStatus};
+use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus};
 use cloudkit_drift::FieldDiff;
-use cloudkit_reconcilers::{Clouds, Outputs};
+use cloudkit_reconcilers::{CloudError, Clouds, Outputs, Tagged};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -26,7 +27,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider, recovery};
+use crate::{connection_secret, identity, provider, recovery, shared_tags};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
@@ -35,6 +36,8 @@ pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// crash (tests/e2e/tests/crash.rs).
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 const FIELD_MANAGER: &str = "cloudkit";
+/// How soon a resource the cloud is still deleting is looked at again.
+const DELETE_RECHECK: Duration = Duration::from_secs(3);
 
 pub struct Context {
     pub client: Client,
@@ -49,6 +52,8 @@ pub struct Context {
     pub stall_after: Duration,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
+    /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
+    pub last_resolved: provider::LastResolved,
     /// This cluster's name in owner tags (`--cluster-name`).
     pub cluster: String,
     /// Told when a cloud answers an object that it had not answered before.
@@ -59,6 +64,8 @@ pub struct Context {
 struct Synced {
     outputs: Outputs,
     drift: Vec<FieldDrift>,
+    /// The drift is left in the cloud (`driftPolicy: Report`).
+    drifted: bool,
     changed: bool,
     resync: Duration,
     region: String,
@@ -74,6 +81,13 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
         name: obj.name_any(),
     }));
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    if let Some(failure) = unserved(&*obj, &ctx).await {
+        let name = obj.desired_external_name();
+        report_failure(&api, &*obj, &ctx, &name, &failure, &mut obj.managed_status().cloned()).await?;
+        ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
+        // A human must pick another ProviderConfig; changing it wakes the object.
+        return Ok(Action::await_change());
+    }
     let reconciled = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(obj) => apply(&api, &obj, &ctx).await,
@@ -86,6 +100,28 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
     };
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     result
+}
+
+/// Why an object that holds no finalizer yet should not get one: its ProviderConfig's cloud
+/// has no backend for its kind, so nothing will ever be made that needs cleaning up, and the
+/// object must stay deletable without the controller (uninstalled, or never upgraded).
+async fn unserved<K: ManagedKind>(obj: &K, ctx: &Context) -> Option<Failure> {
+    if obj.meta().deletion_timestamp.is_some() || obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return None;
+    }
+    let provider = provider::resolve(
+        &ctx.client,
+        &ctx.provider_configs,
+        &obj.namespace().unwrap_or_default(),
+        &obj.managed().provider_config_ref.name,
+        &ctx.ambient,
+    )
+    .await
+    .ok()?;
+    match K::backend(&provider.ctx, &ctx.clouds).await {
+        Err(unsupported @ CloudError::Unsupported { .. }) => Some(unsupported.into()),
+        _ => None,
+    }
 }
 
 pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -133,6 +169,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             let outcome = Outcome::InSync {
                 outputs: &synced.outputs,
                 drift: synced.drift,
+                drifted: synced.drifted,
                 changed: synced.changed,
             };
             let mut next = status::next(current.as_ref(), generation, &name, &outcome, &now());
@@ -179,6 +216,7 @@ async fn sync<K: ManagedKind>(
         &ctx.ambient,
     )
     .await?;
+    ctx.last_resolved.remember(&namespace, config_name, &provider.ctx);
     let cloud = provider.ctx.cloud;
 
     let mut recorded = identity::recorded(obj);
@@ -190,10 +228,15 @@ async fn sync<K: ManagedKind>(
     // The backend first: a kind this cloud cannot serve is answered before any wait.
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
     let owner = backend.owner_tag(&obj.owner(&ctx.cluster));
-    let desired = decide::desired(obj, &ctx.stores, &owner)?;
+    let mut desired = decide::desired(obj, &ctx.stores, &owner)?;
+    let requested: BTreeSet<String> = desired.tags().keys().cloned().collect();
+    let applied_tags = shared_tags::applied(obj.annotations());
     let adopt = managed.external_name.is_some();
     let mut created = false;
     let mut observed = backend.observe(name).await?;
+    if let Some(found) = &observed {
+        shared_tags::keep_foreign(&mut desired, &found.state, applied_tags.as_ref());
+    }
     if recorded.is_none() && observed.is_some() && !adopt {
         // Found, and nothing here says it is ours: before calling it someone else's, read
         // the object itself, as the cache may not have seen our own record yet (a retry
@@ -218,6 +261,18 @@ async fn sync<K: ManagedKind>(
         backend.unobserved(),
         &owner,
     )?;
+    let policy = managed.drift_policy.unwrap_or_default();
+    // Made or adopted before, and now gone: deleted outside CloudKit.
+    let vanished = decision == Decision::Create && recorded.is_some() && identity::existed(obj);
+    if vanished && policy != DriftPolicy::Correct {
+        return Err(Failure::stalled(
+            Reason::ExternalResourceMissing,
+            format!(
+                "'{name}' was deleted outside CloudKit and spec.driftPolicy is {policy:?}, so it is not made \
+                 again: set driftPolicy: Correct to recreate it, or delete this object"
+            ),
+        ));
+    }
     if decision == Decision::Create {
         if recorded.is_none() {
             identity::record_before_create(api, obj, name, &now()).await?;
@@ -250,13 +305,25 @@ async fn sync<K: ManagedKind>(
         }
         created = true;
         identity::created(api, obj, &now()).await?;
-        info!(kind = %K::kind(&()), object = %key(obj), "created '{name}'");
-        publish(ctx, obj, EventType::Normal, "Created", format!("created '{name}'")).await;
+        let (reason, note) = if vanished {
+            (
+                "Recreated",
+                format!("'{name}' was deleted outside CloudKit; created it again"),
+            )
+        } else {
+            ("Created", format!("created '{name}'"))
+        };
+        info!(kind = %K::kind(&()), object = %key(obj), "{note}");
+        publish(ctx, obj, EventType::Normal, reason, note).await;
         observed = Some(backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
             reason: Reason::ProviderError,
             message: format!("'{name}' was created but is not visible yet"),
             after: Some(Duration::from_secs(2)),
         })?);
+        if let Some(found) = &observed {
+            // Tags the cloud itself put on the new resource are not ours to remove.
+            shared_tags::keep_foreign(&mut desired, &found.state, Some(&requested));
+        }
         decision = decide::decide(
             observed.as_ref(),
             &desired,
@@ -274,8 +341,16 @@ async fn sync<K: ManagedKind>(
             format!("'{name}' was neither found nor created"),
         ));
     };
+    // Diffs on a generation that was already in sync were made outside CloudKit: drift.
+    // A manifest change is always applied, whatever the policy.
+    let was_in_sync = current.as_ref().is_some_and(|s| {
+        s.observed_generation == obj.meta().generation
+            && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
+    });
+    let is_drift = was_in_sync && !created && !diffs.is_empty();
+    let leave = is_drift && policy != DriftPolicy::Correct;
     let mut outputs = observed.outputs;
-    if !diffs.is_empty() {
+    if !diffs.is_empty() && !leave {
         backend.update(name, &desired, &diffs).await?;
         if backend.settles_async() {
             let after = backend.observe(name).await?.ok_or_else(|| Failure::Retrying {
@@ -298,16 +373,16 @@ async fn sync<K: ManagedKind>(
             outputs = after.outputs;
         }
     }
-    // Diffs on a generation that was already in sync were made outside CloudKit: drift.
-    let was_in_sync = current.as_ref().is_some_and(|s| {
-        s.observed_generation == obj.meta().generation
-            && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
-    });
-    let drift: Vec<FieldDrift> = if was_in_sync && !created {
+    let drift: Vec<FieldDrift> = if is_drift && policy != DriftPolicy::Ignore {
         diffs.iter().map(field_drift).collect()
     } else {
         Vec::new()
     };
+    // Left drift is reported when it differs from what status already says.
+    let news = !drift.is_empty() && (!leave || current.as_ref().is_none_or(|s| !status::same_drift(&s.drift, &drift)));
+    if news {
+        ctx.metrics.drift_detected(&K::kind(&()), provider.ctx.cloud.as_str());
+    }
     let adopted = adopting && !created;
 
     let mut top_level: Vec<&str> = diffs
@@ -329,6 +404,18 @@ async fn sync<K: ManagedKind>(
             _ => "; it stays in the cloud when this object is deleted (set spec.deletionPolicy: Delete to change that)",
         };
         ("Adopted", format!("adopted existing '{name}'{set}{kept}"))
+    } else if leave {
+        if news {
+            (
+                "DriftDetected",
+                format!(
+                    "'{name}' was changed outside CloudKit; left as is (driftPolicy: Report): {}",
+                    describe(&diffs)
+                ),
+            )
+        } else {
+            ("", String::new())
+        }
     } else if !drift.is_empty() {
         (
             "DriftCorrected",
@@ -343,6 +430,7 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
+    shared_tags::record(api, obj, &requested).await?;
     if adopted {
         identity::adopted(api, obj, name, &now()).await?;
     } else if !created {
@@ -356,7 +444,8 @@ async fn sync<K: ManagedKind>(
     Ok(Synced {
         outputs,
         drift,
-        changed: created || adopted || !diffs.is_empty(),
+        drifted: leave && policy == DriftPolicy::Report,
+        changed: created || adopted || (!diffs.is_empty() && !leave),
         resync: provider.resync,
         region: provider.ctx.region,
         provider: target,
@@ -429,21 +518,40 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         return Err(Error::Cleanup(failure));
     }
     let result = async {
-        let provider = provider::resolve(
+        let config_name = &managed.provider_config_ref.name;
+        let provider = match provider::resolve(
             &ctx.client,
             &ctx.provider_configs,
             &namespace,
-            &managed.provider_config_ref.name,
+            config_name,
             &ctx.ambient,
         )
-        .await?;
-        decide::pinned(
-            obj.managed_status(),
-            &provider.ctx.target(),
-            &name,
-            &managed.provider_config_ref.name,
-        )?;
-        K::backend(&provider.ctx, &ctx.clouds).await?.delete(&name).await?;
+        .await
+        {
+            Ok(provider) => provider.ctx,
+            Err(failure) => {
+                let last = ctx.last_resolved.instead_of(&namespace, config_name, &failure);
+                let Some(last) = last else { return Err(failure) };
+                info!(kind = %K::kind(&()), object = %key(obj),
+                    "deleting '{name}' with the credentials ProviderConfig '{config_name}' last had: {failure}");
+                last
+            }
+        };
+        decide::pinned(obj.managed_status(), &provider.target(), &name, config_name)?;
+        let backend = K::backend(&provider, &ctx.clouds).await?;
+        backend.delete(&name).await?;
+        // Delete, then observe until gone: a cloud that deletes in the background is not
+        // reported done while the resource (and its name) still exists.
+        if backend.settles_async()
+            && let Some(still) = backend.observe(&name).await?
+        {
+            let why = still.pending.unwrap_or_else(|| "still there".to_owned());
+            return Err(Failure::waiting(
+                Reason::Deleting,
+                format!("'{name}' is being deleted: {why}"),
+                DELETE_RECHECK,
+            ));
+        }
         Ok::<(), Failure>(())
     }
     .await;
@@ -576,6 +684,7 @@ fn truncate(mut text: String, max: usize) -> String {
 
 fn field_drift(d: &FieldDiff) -> FieldDrift {
     FieldDrift {
+        detected_at: None,
         field: d.path.clone(),
         desired: d.desired.to_string(),
         observed: d.observed.to_string(),

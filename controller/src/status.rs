@@ -16,6 +16,7 @@ pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+pub const DRIFTED: &str = "Drifted";
 
 /// The result of one reconcile, to be written into status.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub enum Outcome<'a> {
     InSync {
         outputs: &'a Outputs,
         drift: Vec<FieldDrift>,
+        /// The drift was left in the cloud (`driftPolicy: Report`), not set back.
+        drifted: bool,
         changed: bool,
     },
     Failed(&'a Failure),
@@ -66,13 +69,13 @@ pub fn next(
             set(RECONCILING, true, Reason::Creating, "creating the cloud resource");
             set(STALLED, false, Reason::Creating, "");
         }
-        Outcome::InSync { .. } => {
-            set(
-                READY,
-                true,
-                Reason::Available,
-                "the cloud resource matches the manifest",
-            );
+        Outcome::InSync { drifted, .. } => {
+            let message = if *drifted {
+                "the cloud resource is usable but differs from the manifest: see the Drifted condition"
+            } else {
+                "the cloud resource matches the manifest"
+            };
+            set(READY, true, Reason::Available, message);
             set(SYNCED, true, Reason::ReconcileSuccess, "");
             set(RECONCILING, false, Reason::ReconcileSuccess, "");
             set(STALLED, false, Reason::ReconcileSuccess, "");
@@ -101,6 +104,7 @@ pub fn next(
         Outcome::InSync {
             outputs,
             drift,
+            drifted,
             changed,
         } => {
             status.external_name = Some(external_name.to_owned());
@@ -108,8 +112,60 @@ pub fn next(
             status.url = outputs.url.clone();
             status.id = outputs.id.clone();
             status.outputs = Some(outputs.extra.clone()).filter(|m| !m.is_empty());
+            let fields = || drift.iter().map(|d| d.field.as_str()).collect::<Vec<_>>().join(", ");
+            if *drifted {
+                let message = format!(
+                    "changed outside CloudKit and left so (driftPolicy: Report): {}",
+                    fields()
+                );
+                set_condition(
+                    &mut status.conditions,
+                    DRIFTED,
+                    true,
+                    Reason::DriftDetected,
+                    &message,
+                    generation,
+                    now,
+                );
+            } else if !drift.is_empty() {
+                let message = format!("changed outside CloudKit and set back: {}", fields());
+                set_condition(
+                    &mut status.conditions,
+                    DRIFTED,
+                    false,
+                    Reason::DriftCorrected,
+                    &message,
+                    generation,
+                    now,
+                );
+            } else if condition(Some(&status), DRIFTED).is_none_or(|c| c.status == "True") {
+                // Quiet resyncs leave the last correction's message in place.
+                set_condition(
+                    &mut status.conditions,
+                    DRIFTED,
+                    false,
+                    Reason::InSync,
+                    "",
+                    generation,
+                    now,
+                );
+            }
             if !drift.is_empty() {
-                status.drift = drift.clone();
+                let old = std::mem::take(&mut status.drift);
+                status.drift = drift
+                    .iter()
+                    .map(|d| {
+                        // A difference already reported keeps the time it was first seen.
+                        let seen = old
+                            .iter()
+                            .find(|o| o.field == d.field && o.desired == d.desired && o.observed == d.observed)
+                            .and_then(|o| o.detected_at.clone());
+                        FieldDrift {
+                            detected_at: seen.or_else(|| Some(now.to_owned())),
+                            ..d.clone()
+                        }
+                    })
+                    .collect();
             }
             if *changed || status.last_sync_time.is_none() {
                 status.last_sync_time = Some(now.to_owned());
@@ -118,6 +174,14 @@ pub fn next(
         Outcome::Failed(_) => {}
     }
     status
+}
+
+/// Whether two drift lists name the same differences, whenever each was seen.
+pub fn same_drift(a: &[FieldDrift], b: &[FieldDrift]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.field == y.field && x.desired == y.desired && x.observed == y.observed)
 }
 
 /// The parts of a status that escalation reads and writes.
@@ -316,6 +380,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: vec![],
+                drifted: false,
                 changed: true,
             },
             T0,
@@ -339,6 +404,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: vec![],
+                drifted: false,
                 changed: true,
             },
             T0,
@@ -350,6 +416,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: vec![],
+                drifted: false,
                 changed: false,
             },
             T1,
@@ -410,6 +477,7 @@ mod tests {
         let failed = next(None, Some(1), "b", &Outcome::Failed(&f), T0);
         let o = outputs();
         let drift = vec![FieldDrift {
+            detected_at: Some(T1.into()),
             field: "versioning".into(),
             desired: "true".into(),
             observed: "false".into(),
@@ -421,6 +489,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: drift.clone(),
+                drifted: false,
                 changed: true,
             },
             T1,
@@ -434,6 +503,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: vec![],
+                drifted: false,
                 changed: false,
             },
             T1,
@@ -519,6 +589,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: vec![],
+                drifted: false,
                 changed: false,
             },
             LATER,
@@ -562,9 +633,54 @@ mod tests {
     }
 
     #[test]
+    fn drift_left_in_place_is_a_drifted_condition_that_keeps_its_first_sighting() {
+        let o = outputs();
+        let drift = vec![FieldDrift {
+            detected_at: None,
+            field: "tags.team".into(),
+            desired: "\"a\"".into(),
+            observed: "\"b\"".into(),
+        }];
+        let report = |old: Option<&ManagedStatus>, drifted: bool, drift: Vec<FieldDrift>, now: &str| {
+            next(
+                old,
+                Some(1),
+                "b",
+                &Outcome::InSync {
+                    outputs: &o,
+                    drift,
+                    drifted,
+                    changed: false,
+                },
+                now,
+            )
+        };
+        let first = report(None, true, drift.clone(), T0);
+        assert_eq!(get(&first, DRIFTED).status, "True");
+        assert_eq!(get(&first, DRIFTED).reason, "DriftDetected");
+        assert!(
+            get(&first, DRIFTED)
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("tags.team"))
+        );
+        assert_eq!(get(&first, READY).status, "True", "a drifted resource is still usable");
+        // The next resync finds the same: nothing to write.
+        assert_eq!(report(Some(&first), true, drift.clone(), T1), first);
+        // Set back by hand: in sync again, the last drift still readable.
+        let back = report(Some(&first), false, vec![], T1);
+        assert_eq!(get(&back, DRIFTED).status, "False");
+        assert_eq!(back.drift[0].detected_at.as_deref(), Some(T0));
+        // Corrected by the controller: False, saying what was set back.
+        let corrected = report(None, false, drift, T0);
+        assert_eq!(get(&corrected, DRIFTED).reason, "DriftCorrected");
+    }
+
+    #[test]
     fn a_new_generation_clears_old_drift() {
         let o = outputs();
         let drift = vec![FieldDrift {
+            detected_at: None,
             field: "tags.a".into(),
             desired: "1".into(),
             observed: "2".into(),
@@ -576,6 +692,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift,
+                drifted: false,
                 changed: true,
             },
             T0,
@@ -587,6 +704,7 @@ mod tests {
             &Outcome::InSync {
                 outputs: &o,
                 drift: vec![],
+                drifted: false,
                 changed: true,
             },
             T1,

@@ -40,6 +40,20 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// What the controller does when the cloud resource was changed outside CloudKit.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DriftPolicy {
+    /// Set the fields back to the manifest and report it (`DriftCorrected` Event).
+    #[default]
+    Correct,
+    /// Leave the cloud as it is and report what differs: condition `Drifted=True`,
+    /// `status.drift`, a `DriftDetected` Event. A deleted resource is reported
+    /// (`ExternalResourceMissing`), not made again.
+    Report,
+    /// Leave the cloud as it is and say nothing; the resource is observed for its outputs only.
+    Ignore,
+}
+
 /// A reference to another CloudKit resource in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct LocalRef {
@@ -104,6 +118,10 @@ pub struct ManagedFields {
     /// resource this object created is deleted and one it adopted (`externalName`) is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    /// What to do about changes made outside CloudKit: `Correct` (default), `Report` or
+    /// `Ignore`. A change of the manifest itself is always applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_policy: Option<DriftPolicy>,
     /// Name of the cloud resource. Defaults to `metadata.name`. Set it to adopt an
     /// existing resource. It cannot change once the resource exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +154,9 @@ pub struct Condition {
 /// One field whose live value differs from the manifest.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct FieldDrift {
+    /// When this difference was first seen (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<String>,
     /// Path of the field, e.g. `tags.team`.
     pub field: String,
     /// Wanted value, as JSON.

@@ -51,7 +51,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use bucket::Bucket;
-pub use common::{DeletionPolicy, Kind, ManagedFields, ManagedStatus, Reference};
+pub use common::{DeletionPolicy, DriftPolicy, Kind, ManagedFields, ManagedStatus, Reference};
 pub use function::Function;
 pub use provider_config::{Cloud, ProviderConfig};
 pub use queue::Queue;

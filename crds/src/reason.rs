@@ -55,6 +55,19 @@ reasons! {
     Creating => Progress,
     /// The cloud accepted the change and is still applying it (a DynamoDB table CREATING).
     Provisioning => Waits,
+    /// The cloud accepted the delete and is still carrying it out (a DynamoDB table DELETING);
+    /// the object is released once the resource is gone.
+    Deleting => Waits,
+    /// No field differs from the manifest (condition `Drifted=False`).
+    InSync => Progress,
+    /// Fields were changed outside CloudKit and set back (`driftPolicy: Correct`).
+    DriftCorrected => Progress,
+    /// Fields were changed outside CloudKit and left so (`driftPolicy: Report`): condition
+    /// `Drifted=True`, the fields in `status.drift`.
+    DriftDetected => Progress,
+    /// The cloud resource was deleted outside CloudKit and `driftPolicy` says not to make
+    /// it again.
+    ExternalResourceMissing => Never,
     /// The `Reconciling` reason while an error is retried.
     RetryingAfterError => Progress,
     /// A ProviderConfig's settings are valid and its credentials present.

@@ -224,6 +224,7 @@ rejects "schema rejects image.pullPolicy=Sometimes"     'image[./]pullPolicy'   
 rejects "schema rejects strategy.type=BlueGreen"        'strategy[./]type'          --set strategy.type=BlueGreen
 rejects "schema rejects watchNamespace=Not_A_Name"      'watchNamespace'            --set watchNamespace=Not_A_Name
 rejects "schema rejects rbac.create=maybe"              'rbac[./]create'            --set rbac.create=maybe
+rejects "schema rejects clusterName=Prod/EU" 'clusterName' --set 'controller.clusterName=Prod/EU'
 rejects "schema rejects ambientCredentialsNamespaces={Not_A_Name}" 'ambientCredentialsNamespaces' --set 'controller.ambientCredentialsNamespaces={Not_A_Name}'
 rejects "schema rejects leaderElection.enabled=maybe"   'leaderElection[./]enabled' --set leaderElection.enabled=maybe
 rejects "strategy.type=RollingUpdate refused without leader election" 'RollingUpdate needs leader election' --set strategy.type=RollingUpdate
@@ -263,6 +264,9 @@ check "default: RBAC events.k8s.io"            has "$DEF" '^ +- events\.k8s\.io$
 check "default: no leases (one replica, no election)" hasnt "$DEF" 'leases|coordination\.k8s\.io'
 check "default: no wildcard in RBAC"           hasnt "$DEF" "^ +- '?\\*'?\$"
 check "default: args run 'controller'"         has "$DEF" '^ +- controller$'
+check "default: owner tags name the cluster default (--cluster-name=default)" has "$DEF" '^ +- --cluster-name=default$'
+check "clusterName=prod-eu renders --cluster-name=prod-eu" bash -c \
+  "'$HELM' template ck '$CHART' --set controller.clusterName=prod-eu | grep -Eq -- '^ +- --cluster-name=prod-eu\$'"
 check "default: ambient credentials everywhere (--ambient-credentials-namespaces=*)" has "$DEF" '^ +- --ambient-credentials-namespaces=\*$'
 check "ambientCredentialsNamespaces={cloudkit-system,platform} renders one flag" bash -c \
   "'$HELM' template ck '$CHART' --set 'controller.ambientCredentialsNamespaces={cloudkit-system,platform}' | grep -Eq -- '^ +- --ambient-credentials-namespaces=cloudkit-system,platform\$'"

@@ -6,6 +6,8 @@
 //! (`CLOUDKIT_AWS_ENDPOINT`) and the binary (`CLOUDKIT_BIN`); `scripts/test.sh` sets all
 //! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
 
+pub mod proxy;
+
 use std::fs::File;
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,6 +43,9 @@ pub struct Harness {
     pub endpoint: String,
     pub buckets: Api<Bucket>,
     controller: Option<Child>,
+    /// The kubeconfig the controller is started with, when not the test's own (to put a
+    /// proxy between it and the apiserver).
+    pub controller_kubeconfig: Option<PathBuf>,
     pub log: PathBuf,
     pub metrics_port: u16,
 }
@@ -82,6 +87,7 @@ impl Harness {
             ns,
             endpoint,
             controller: None,
+            controller_kubeconfig: None,
             log,
             metrics_port: 0,
         };
@@ -141,7 +147,11 @@ impl Harness {
             .append(true)
             .open(&self.log)
             .expect("controller log file");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(kubeconfig) = &self.controller_kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command
             .args([
                 "controller",
                 "--namespace",

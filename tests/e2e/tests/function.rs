@@ -107,6 +107,8 @@ async fn create_update_drift_and_delete() {
     assert_eq!(c.architectures().first().map(|a| a.as_str()), Some("arm64"));
     assert_eq!(env_of(c), HashMap::from([("MODE".to_owned(), "fast".to_owned())]));
     assert_eq!(out.tags().and_then(|t| t.get("team")).map(String::as_str), Some("data"));
+    let (key, value) = h.owner_tag("Function", &name);
+    assert_eq!(out.tags().and_then(|t| t.get(&key)), Some(&value));
     let status = f.status.clone().expect("status");
     assert_eq!(status.arn.as_deref(), c.function_arn());
     assert_eq!(status.id.as_deref(), Some(name.as_str()));
