@@ -418,6 +418,8 @@ fn gcs_bucket_name(name: &str) -> Option<String> {
 
 /// Tag keys CloudKit writes itself (`cloudkit.dev/owner`, a function's code record).
 pub const RESERVED_TAG_PREFIX: &str = "cloudkit.dev/";
+/// The same on Azure, whose metadata keys cannot hold `.` or `/` (`cloudkit_owner`).
+pub const RESERVED_AZURE_METADATA_PREFIX: &str = "cloudkit_";
 
 /// Tags map to S3 tags, Azure metadata or GCS labels; each has its own rules.
 pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
@@ -456,6 +458,10 @@ pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
             Cloud::Aws if !aws_tag_text(key) || !aws_tag_text(value) => {
                 Some("AWS tags may hold letters, digits, spaces and _ . : / = + - @ only".to_owned())
             }
+            Cloud::Azure if key.starts_with(RESERVED_AZURE_METADATA_PREFIX) => Some(format!(
+                "on Azure, metadata keys starting with '{RESERVED_AZURE_METADATA_PREFIX}' are CloudKit's own (it records \
+                 the owner there): rename the tag"
+            )),
             Cloud::Azure if !is_identifier(key) => Some(
                 "Azure metadata keys must be identifiers: letters, digits and '_', not starting with a digit"
                     .to_owned(),
@@ -560,11 +566,20 @@ mod tests {
         s.tags.insert("team".into(), "b".into());
         s.tags.insert("_ok1".into(), "c".into());
         s.tags.insert("note".into(), "caf\u{e9}".into());
+        s.tags.insert("cloudkit_owner".into(), "forged".into());
         let fields: Vec<String> = bucket("good-name", "metadata.name", &s, Cloud::Azure)
             .into_iter()
             .map(|e| e.field)
             .collect();
-        assert_eq!(fields, ["spec.tags.Team", "spec.tags.note", "spec.tags.team/app"]);
+        assert_eq!(
+            fields,
+            [
+                "spec.tags.Team",
+                "spec.tags.cloudkit_owner",
+                "spec.tags.note",
+                "spec.tags.team/app"
+            ]
+        );
     }
 
     #[test]

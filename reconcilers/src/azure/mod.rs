@@ -424,6 +424,7 @@ fn scrub_signature(text: &str) -> String {
 
 /// The metadata entry recording which object manages a container or queue: metadata keys
 /// must be C# identifiers, so `cloudkit.dev/owner` cannot be one.
+/// Validation reserves the `cloudkit_` prefix on Azure, so a manifest cannot forge it.
 pub const OWNER_METADATA_KEY: &str = "cloudkit_owner";
 
 pub(crate) fn owner_tag(owner: &str) -> crate::OwnerTag {

@@ -371,18 +371,21 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
     .await;
     // Nothing can be made for it, so nothing holds it: it goes at once, controller or not.
     assert!(
-        queues
-            .get("jobs")
+        topics
+            .get("events")
             .await
-            .expect("get queue")
+            .expect("get topic")
             .metadata
             .finalizers
             .unwrap_or_default()
             .is_empty()
     );
-    queues.delete("jobs", &Default::default()).await.expect("delete queue");
+    topics
+        .delete("events", &Default::default())
+        .await
+        .expect("delete topic");
     assert!(
-        queues.get_opt("jobs").await.expect("get queue").is_none(),
+        topics.get_opt("events").await.expect("get topic").is_none(),
         "deleted at once"
     );
 
