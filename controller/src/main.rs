@@ -6,6 +6,7 @@ mod change_set;
 mod connection_secret;
 mod dag;
 mod decide;
+mod drift_report;
 mod error;
 mod identity;
 mod kinds;
@@ -74,6 +75,17 @@ enum Command {
     /// either) and prints the change set: what would be created, updated field by field,
     /// left alone, kept waiting, refused, or pruned.
     Plan(ManifestArgs),
+    /// List the objects whose cloud resources were changed outside CloudKit and left so
+    /// (`driftPolicy: Report`), field by field, from the cluster KUBECONFIG names.
+    ///
+    /// Exit code 2 when any object has drift, 0 when none, 1 on error.
+    Drift {
+        /// Namespace to read; all namespaces when omitted.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = drift_report::Format::Table)]
+        output: drift_report::Format,
+    },
     /// Print the dependency graph of manifests: `text`, Graphviz `dot` or `mermaid`.
     ///
     /// With `-f`, of manifests offline; without, of a namespace of the cluster KUBECONFIG
@@ -299,6 +311,22 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Drift { namespace, output } => {
+            let reported = match Client::try_default().await {
+                Ok(client) => drift_report::report(&client, namespace.as_deref(), output).await,
+                Err(e) => Err(format!("cannot reach Kubernetes (set KUBECONFIG): {e}")),
+            };
+            match reported {
+                Ok((text, any)) => {
+                    print!("{text}");
+                    if any { ExitCode::from(2) } else { ExitCode::SUCCESS }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Controller(args) => {
             init_logging(args.log_format);
             match run(args).await {

@@ -32,6 +32,17 @@ async fn retag(h: &Harness, bucket: &str, value: &str) {
         .expect("PutBucketTagging");
 }
 
+/// `cloudkit drift -n <test namespace> ARGS`: exit code and output.
+fn drift_cli(h: &Harness, args: &[&str]) -> (Option<i32>, String) {
+    let bin = std::env::var("CLOUDKIT_BIN").expect("CLOUDKIT_BIN");
+    let out = std::process::Command::new(bin)
+        .args(["drift", "-n", &h.ns])
+        .args(args)
+        .output()
+        .expect("cloudkit drift runs");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[tokio::test]
 async fn report_leaves_the_change_and_says_what_differs() {
     let h = Harness::new("drift-report").await;
@@ -79,6 +90,17 @@ async fn report_leaves_the_change_and_says_what_differs() {
         "{metrics}"
     );
 
+    // `cloudkit drift` says so, for pipelines: exit 2, the field in the table and in JSON.
+    let (code, table) = drift_cli(&h, &[]);
+    assert_eq!(code, Some(2), "{table}");
+    assert!(
+        table.contains(&format!("Bucket/{name}")) && table.contains("tags.team"),
+        "{table}"
+    );
+    let (_, json) = drift_cli(&h, &["-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(listed[0]["fields"][0]["observed"], "\"edited\"", "{json}");
+
     // A manifest change is applied whatever the policy: the edit is set back with it.
     h.apply_bucket(&name, json!({"driftPolicy": "Correct", "tags": {"team": "a"}}))
         .await;
@@ -88,6 +110,8 @@ async fn report_leaves_the_change_and_says_what_differs() {
     .await;
     let b = h.wait_bucket(&name, "Ready", ready_at_generation).await;
     assert!(!is_true(&b, "Drifted"));
+    let (code, table) = drift_cli(&h, &[]);
+    assert_eq!((code, table.as_str()), (Some(0), "No drift.\n"));
 
     // Deleted outside CloudKit under Report: said, not made again.
     h.apply_bucket(&name, json!({"driftPolicy": "Report", "tags": {"team": "a"}}))
