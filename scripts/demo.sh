@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: start the local cluster and AWS emulator, install the
-# CRDs, run the controller, apply samples/ and wait until every resource is Ready.
+# The main job on a fresh machine: start the local cluster and the AWS and Azure emulators,
+# install the CRDs, run the controller, apply samples/ (AWS) and samples/azure/ and wait
+# until every resource is Ready.
 #   scripts/demo.sh        start (idempotent) and show the resources
 #   scripts/demo.sh down   stop the controller and the environment
 set -euo pipefail
@@ -53,6 +54,8 @@ curl -fsS -o /dev/null -X POST "$CLOUDKIT_AWS_ENDPOINT/" \
     2>/dev/null || true # already there
 
 kubectl apply -f samples/ 2> >(grep -v '^Warning' >&2)
+# The same kinds on Azure Storage (Azurite, started by dev-env.sh).
+kubectl apply -f samples/azure/ 2> >(grep -v '^Warning' >&2)
 if ! kubectl wait --for=condition=Ready buckets,queues,topics,tables,functions --all -n default --timeout=120s 2> >(grep -v '^Warning' >&2); then
     echo "demo: resources did not become Ready; controller log:" >&2
     tail -n 30 "$LOG" >&2

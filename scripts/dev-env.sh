@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local dev/test environment for CloudKit: a real kube-apiserver + etcd and a
-# moto server (AWS emulator), all on loopback. See --help.
+# Local dev/test environment for CloudKit: a real kube-apiserver + etcd, a
+# moto server (AWS emulator) and Azurite (Azure Storage emulator), all on
+# loopback. See --help.
 #
 # Everything is installed by this script (a fresh machine has none of it) and
 # cached outside the clone, so it works from any checkout and any cwd.
@@ -14,7 +15,8 @@ Usage: scripts/dev-env.sh COMMAND
 
 Commands:
   up            install what is missing (first run builds kube-apiserver, ~6 min),
-                start etcd, kube-apiserver and moto; no-op for healthy components
+                start etcd, kube-apiserver, moto and Azurite; no-op for healthy
+                components
   down [--purge] stop everything and drop the cluster's data (the next `up`
                 starts a clean cluster); --purge also removes the state dir
                 (keys, token, kubeconfig, logs)
@@ -28,6 +30,7 @@ Environment:
   CLOUDKIT_APISERVER_PORT  kube-apiserver https port (default 6443)
   CLOUDKIT_ETCD_PORT       etcd client port (default 12379; peer port is +1)
   CLOUDKIT_MOTO_PORT       moto http port (default 5000)
+  CLOUDKIT_AZURITE_PORT    Azurite blob port (default 10000; queue +1, table +2)
 EOF
 }
 
@@ -39,6 +42,12 @@ API_PORT=${CLOUDKIT_APISERVER_PORT:-6443}
 ETCD_PORT=${CLOUDKIT_ETCD_PORT:-12379}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 MOTO_PORT=${CLOUDKIT_MOTO_PORT:-5000}
+AZURITE_BLOB_PORT=${CLOUDKIT_AZURITE_PORT:-10000}
+AZURITE_QUEUE_PORT=$((AZURITE_BLOB_PORT + 1))
+AZURITE_TABLE_PORT=$((AZURITE_BLOB_PORT + 2))
+# Azurite's documented development account: public, the same on every machine.
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 APISERVER_BIN=$CACHE/bin/kube-apiserver
 K8S_VERSION=v1.20.2 # what bookworm's kubernetes source package builds
@@ -191,6 +200,28 @@ raise SystemExit(have != tuple(int(x) for x in "$MOTO_VERSION".split(".")))
 PY
 }
 
+# --- Azurite -----------------------------------------------------------------
+
+# Pinned like moto: the e2e tests rely on what this version stores and answers.
+AZURITE_VERSION=3.37.0
+AZURITE_DIR=$CACHE/azurite
+AZURITE_BIN=$AZURITE_DIR/node_modules/.bin/azurite
+
+azurite_ok() {
+    [[ -x $AZURITE_BIN ]] && [[ $("$AZURITE_BIN" --version 2>/dev/null) == "$AZURITE_VERSION" ]]
+}
+
+# Installs Azurite from npm into the cache (Debian's nodejs and npm when missing).
+ensure_azurite() {
+    azurite_ok && return
+    command -v npm >/dev/null || apt_ensure nodejs npm
+    log "installing azurite@$AZURITE_VERSION into $AZURITE_DIR"
+    mkdir -p "$AZURITE_DIR"
+    npm install --prefix "$AZURITE_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >&2 \
+        || die "npm install azurite@$AZURITE_VERSION failed"
+    azurite_ok || die "azurite from npm does not run: $AZURITE_BIN --version"
+}
+
 # --- processes ---------------------------------------------------------------
 
 pidfile() { echo "$STATE/$1.pid"; }
@@ -278,6 +309,14 @@ apiserver_healthy() {
         "https://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1
 }
 moto_healthy() { curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
+# Any HTTP answer from each of the three services (an unsigned request gets 4xx).
+azurite_healthy() {
+    local port
+    for port in "$AZURITE_BLOB_PORT" "$AZURITE_QUEUE_PORT" "$AZURITE_TABLE_PORT"; do
+        [[ $(curl -sS --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/$AZURITE_ACCOUNT?comp=list" 2>/dev/null) =~ ^[1-5][0-9][0-9]$ ]] \
+            || return 1
+    done
+}
 
 # --- credentials and config ----------------------------------------------------
 
@@ -343,6 +382,12 @@ write_env() {
         echo "export CLOUDKIT_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
         echo "# moto accepts any credentials."
         echo "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1"
+        echo "# Azurite: path-style endpoints with the account in the path; its public development key."
+        echo "export CLOUDKIT_AZURE_ACCOUNT=$AZURITE_ACCOUNT"
+        printf 'export CLOUDKIT_AZURE_KEY=%q\n' "$AZURITE_KEY"
+        echo "export CLOUDKIT_AZURE_BLOB_ENDPOINT=http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT"
+        echo "export CLOUDKIT_AZURE_QUEUE_ENDPOINT=http://127.0.0.1:$AZURITE_QUEUE_PORT/$AZURITE_ACCOUNT"
+        echo "export CLOUDKIT_AZURE_TABLE_ENDPOINT=http://127.0.0.1:$AZURITE_TABLE_PORT/$AZURITE_ACCOUNT"
     } >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -363,6 +408,7 @@ cmd_up() {
     ensure_apiserver
     local py
     py=$(moto_python)
+    ensure_azurite
     ensure_pki
 
     ensure_daemon etcd "etcd --name cloudkit" "$ETCD_PORT" 30 etcd_healthy \
@@ -389,6 +435,13 @@ cmd_up() {
     ensure_daemon moto "moto_server.py" "$MOTO_PORT" 60 moto_healthy \
         "$py" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT"
 
+    # In memory: each `up` after a `down` starts empty, like the cluster.
+    ensure_daemon azurite "$AZURITE_DIR" "$AZURITE_BLOB_PORT" 60 azurite_healthy \
+        "$AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$AZURITE_BLOB_PORT" \
+        --queueHost 127.0.0.1 --queuePort "$AZURITE_QUEUE_PORT" \
+        --tableHost 127.0.0.1 --tablePort "$AZURITE_TABLE_PORT" \
+        --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry
+
     write_kubeconfig
     write_env
     # The apiserver's own /readyz passed; also prove a real client works
@@ -396,7 +449,7 @@ cmd_up() {
     kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null \
         && kubectl --kubeconfig "$KUBECONFIG_FILE" api-resources >/dev/null \
         || die "kubectl cannot use $KUBECONFIG_FILE"
-    log "up: kube-apiserver https://127.0.0.1:$API_PORT, etcd 127.0.0.1:$ETCD_PORT, moto http://127.0.0.1:$MOTO_PORT"
+    log "up: kube-apiserver https://127.0.0.1:$API_PORT, etcd 127.0.0.1:$ETCD_PORT, moto http://127.0.0.1:$MOTO_PORT, azurite http://127.0.0.1:$AZURITE_BLOB_PORT-$AZURITE_TABLE_PORT"
     log "env: source $ENV_FILE"
 }
 
@@ -408,6 +461,7 @@ cmd_down() {
     *) die "unknown option for down: $1" ;;
     esac
     take_lock
+    stop azurite "$AZURITE_DIR"
     stop moto "moto_server.py"
     stop kube-apiserver "$APISERVER_BIN"
     stop etcd "etcd --name cloudkit"
@@ -439,6 +493,8 @@ cmd_status() {
     status_of etcd "etcd --name cloudkit" etcd_healthy "127.0.0.1:$ETCD_PORT" || bad=1
     status_of kube-apiserver "$APISERVER_BIN" apiserver_healthy "https://127.0.0.1:$API_PORT" || bad=1
     status_of moto "moto_server.py" moto_healthy "http://127.0.0.1:$MOTO_PORT" || bad=1
+    status_of azurite "$AZURITE_DIR" azurite_healthy \
+        "blob/queue/table http://127.0.0.1:$AZURITE_BLOB_PORT-$AZURITE_TABLE_PORT" || bad=1
     [[ ! -f $ENV_FILE ]] || echo "env: $ENV_FILE"
     return "$bad"
 }

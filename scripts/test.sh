@@ -2,7 +2,8 @@
 # Runs every test: formatting, lints, unit tests, then the end-to-end tests (real kube-apiserver,
 # moto and the cloudkit binary) and the Helm chart tests.
 #
-# Uses the cluster in KUBECONFIG when it answers and CLOUDKIT_AWS_ENDPOINT is set;
+# Uses the cluster in KUBECONFIG when it answers and CLOUDKIT_AWS_ENDPOINT and the Azure
+# endpoints (CLOUDKIT_AZURE_*) are set;
 # otherwise starts the local environment with scripts/dev-env.sh (first run on a fresh
 # machine builds kube-apiserver, ~6 min). Build output is cached outside the clone.
 set -euo pipefail
@@ -18,6 +19,13 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Each cloud is a Cargo feature: the crate must build with none of them.
 cargo check -p cloudkit-reconcilers --no-default-features
+# An AWS-only build compiles no Azure crate.
+cargo check -p cloudkit-reconcilers --no-default-features --features aws
+if cargo tree -p cloudkit-reconcilers --no-default-features --features aws -e normal --prefix none \
+    | grep -qE '^(azure_|typespec)'; then
+    echo "an AWS-only build pulls in Azure crates" >&2
+    exit 1
+fi
 
 step "unit tests"
 cargo test --workspace --exclude cloudkit-e2e
@@ -27,13 +35,13 @@ user_kubeconfig=""
 if [[ -n ${KUBECONFIG:-} ]] && kubectl get --raw /readyz >/dev/null 2>&1; then
     user_kubeconfig=$KUBECONFIG
 fi
-if [[ -z $user_kubeconfig || -z ${CLOUDKIT_AWS_ENDPOINT:-} ]]; then
+if [[ -z $user_kubeconfig || -z ${CLOUDKIT_AWS_ENDPOINT:-} || -z ${CLOUDKIT_AZURE_BLOB_ENDPOINT:-} ]]; then
     "$ROOT/scripts/dev-env.sh" up
     # shellcheck source=/dev/null
     source "$("$ROOT/scripts/dev-env.sh" env)"
 fi
 [[ -z $user_kubeconfig ]] || export KUBECONFIG=$user_kubeconfig
-echo "cluster: $KUBECONFIG; S3: $CLOUDKIT_AWS_ENDPOINT" >&2
+echo "cluster: $KUBECONFIG; S3: $CLOUDKIT_AWS_ENDPOINT; Azure blob: $CLOUDKIT_AZURE_BLOB_ENDPOINT" >&2
 
 step "build the controller and install the CRDs"
 cargo build -p cloudkit

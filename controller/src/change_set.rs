@@ -247,6 +247,7 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         recorded.is_some(),
         adopt,
         backend.immutable(),
+        backend.unobserved(),
         &owner,
     );
     Ok(match decision {

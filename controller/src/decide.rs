@@ -40,8 +40,17 @@ pub fn check<K: ManagedKind>(
             ),
         });
     }
+    let unsupported = obj.unsupported(cloud);
     if !errors.is_empty() {
+        // Everything at once, so that one edit can fix it all.
+        errors.extend(unsupported);
         return Err(Failure::stalled(Reason::InvalidSpec, SpecErrors(errors).to_string()));
+    }
+    if !unsupported.is_empty() {
+        return Err(Failure::stalled(
+            Reason::UnsupportedForProvider,
+            SpecErrors(unsupported).to_string(),
+        ));
     }
     if !obj.references().is_empty()
         && let Some(cycle) = stores.cycle(K::KIND, &obj.namespace().unwrap_or_default(), &obj.name_any())
@@ -79,6 +88,8 @@ pub enum Decision {
 /// Decides from the observed resource. `ours` says the name is already recorded as this
 /// object's; `adopt` that the manifest names the resource explicitly; `owner` is the tag
 /// this object puts on what it manages.
+// Each argument is one fact the decision rests on; a struct for them would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub fn decide<S: Serialize + Tagged>(
     observed: Option<&Observed<S>>,
     desired: &S,
@@ -86,6 +97,7 @@ pub fn decide<S: Serialize + Tagged>(
     ours: bool,
     adopt: bool,
     immutable: &[&str],
+    unobserved: &[&str],
     owner: &OwnerTag,
 ) -> Result<Decision, Failure> {
     let Some(observed) = observed else {
@@ -125,7 +137,9 @@ pub fn decide<S: Serialize + Tagged>(
     if let Some(pending) = &observed.pending {
         return Err(provisioning(name, pending));
     }
-    let diffs = diff(desired, &observed.state)?;
+    let mut diffs = diff(desired, &observed.state)?;
+    // What the cloud does not store cannot have drifted, nor be converged.
+    diffs.retain(|d| !unobserved.iter().any(|f| touches(std::slice::from_ref(d), f)));
     let fixed: Vec<&FieldDiff> = diffs
         .iter()
         .filter(|d| immutable.iter().any(|f| touches(std::slice::from_ref(*d), f)))
@@ -226,7 +240,16 @@ mod tests {
         let mut theirs = seen(json!({"x": 1}));
         theirs.state.tags.insert(me().key, "c/other/Bucket/a".into());
         for (ours, adopt) in [(false, false), (false, true), (true, false)] {
-            let refused = decide(Some(&theirs), &state(json!({"x": 1})), "a", ours, adopt, &[], &me());
+            let refused = decide(
+                Some(&theirs),
+                &state(json!({"x": 1})),
+                "a",
+                ours,
+                adopt,
+                &[],
+                &[],
+                &me(),
+            );
             assert!(
                 matches!(refused, Err(Failure::Stalled { ref reason, ref message })
                     if *reason == Reason::OwnedByAnother && message.contains("c/other/Bucket/a")),
@@ -235,12 +258,12 @@ mod tests {
         }
         let mut mine = seen(json!({"x": 1}));
         mine.state.tags.insert(me().key, me().value);
-        let found = decide(Some(&mine), &state(json!({"x": 1})), "a", false, false, &[], &me());
+        let found = decide(Some(&mine), &state(json!({"x": 1})), "a", false, false, &[], &[], &me());
         assert!(
             matches!(found, Ok(Decision::Converge { adopting: false, .. })),
             "{found:?}"
         );
-        let named = decide(Some(&mine), &state(json!({"x": 1})), "a", false, true, &[], &me());
+        let named = decide(Some(&mine), &state(json!({"x": 1})), "a", false, true, &[], &[], &me());
         assert!(
             matches!(named, Ok(Decision::Converge { adopting: true, .. })),
             "{named:?}"
@@ -267,9 +290,27 @@ mod tests {
     }
 
     #[test]
+    fn fields_the_cloud_does_not_store_are_not_compared() {
+        let found = seen(json!({"partitionKey": {"name": "?"}, "x": 1}));
+        let decision = decide(
+            Some(&found),
+            &state(json!({"partitionKey": {"name": "id"}, "x": 2})),
+            "a",
+            true,
+            false,
+            &[],
+            &["partitionKey"],
+            &me(),
+        );
+        assert!(
+            matches!(decision, Ok(Decision::Converge { ref diffs, .. }) if diffs.len() == 1 && diffs[0].path == "x")
+        );
+    }
+
+    #[test]
     fn missing_resources_are_created() {
         assert_eq!(
-            decide(None, &state(json!({})), "a", false, false, &[], &me()),
+            decide(None, &state(json!({})), "a", false, false, &[], &[], &me()),
             Ok(Decision::Create)
         );
     }
@@ -277,9 +318,18 @@ mod tests {
     #[test]
     fn a_resource_found_by_name_alone_is_not_taken_over() {
         let found = seen(json!({"x": 1}));
-        let refused = decide(Some(&found), &state(json!({"x": 1})), "a", false, false, &[], &me());
+        let refused = decide(
+            Some(&found),
+            &state(json!({"x": 1})),
+            "a",
+            false,
+            false,
+            &[],
+            &[],
+            &me(),
+        );
         assert!(matches!(refused, Err(Failure::Stalled { ref reason, .. }) if *reason == Reason::AlreadyExists));
-        let adopted = decide(Some(&found), &state(json!({"x": 2})), "a", false, true, &[], &me());
+        let adopted = decide(Some(&found), &state(json!({"x": 2})), "a", false, true, &[], &[], &me());
         assert!(matches!(adopted, Ok(Decision::Converge { adopting: true, ref diffs }) if diffs.len() == 1));
     }
 
@@ -293,13 +343,14 @@ mod tests {
             true,
             false,
             &["fifo"],
+            &[],
             &me(),
         );
         assert!(matches!(fixed, Err(Failure::Stalled { ref reason, ref message })
             if *reason == Reason::ImmutableFieldChanged && message.contains("spec.fifo") && !message.contains("spec.x")));
         let mut busy = seen(json!({}));
         busy.pending = Some("CREATING".into());
-        let waiting = decide(Some(&busy), &state(json!({})), "a", true, false, &[], &me());
+        let waiting = decide(Some(&busy), &state(json!({})), "a", true, false, &[], &[], &me());
         assert!(matches!(waiting, Err(Failure::Waiting { ref reason, .. }) if *reason == Reason::Provisioning));
         let in_sync = decide(
             Some(&seen(json!({"x": 1}))),
@@ -307,6 +358,7 @@ mod tests {
             "a",
             true,
             false,
+            &[],
             &[],
             &me(),
         );

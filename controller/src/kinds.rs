@@ -22,6 +22,9 @@ pub trait ManagedKind: Managed {
 
     /// Problems with the spec for this cloud; `name_field` says where `name` came from.
     fn validate(&self, name: &str, name_field: &str, cloud: Cloud) -> Vec<FieldError>;
+    /// Portable fields the spec sets that `cloud` cannot honour (reported as
+    /// `UnsupportedForProvider`, not `InvalidSpec`).
+    fn unsupported(&self, cloud: Cloud) -> Vec<FieldError>;
     /// The state the manifest asks for, in the backend's terms; `Err` names an output a
     /// dependency has not published yet.
     fn desired(&self, deps: &Dependencies) -> Result<Self::State, String>;
@@ -79,6 +82,10 @@ macro_rules! kind_glue {
 
             fn validate(&self, name: &str, name_field: &str, cloud: Cloud) -> Vec<FieldError> {
                 validation::$module(name, name_field, &self.spec, cloud)
+            }
+
+            fn unsupported(&self, cloud: Cloud) -> Vec<FieldError> {
+                validation::unsupported::$module(&self.spec, cloud)
             }
 
             fn desired(&self, deps: &Dependencies) -> Result<Self::State, String> {

@@ -229,7 +229,8 @@ fn check<K: ManagedKind>(
             return (Some(object), vec![problem]);
         }
     };
-    let errors: Vec<FieldError> = obj.spec_errors(cloud);
+    let mut errors: Vec<FieldError> = obj.spec_errors(cloud);
+    errors.extend(obj.unsupported(cloud));
     let problems = errors
         .into_iter()
         .map(|e| format!("{file}: {kind}/{name}: {}: {}", e.field, e.message))

@@ -276,6 +276,7 @@ async fn sync<K: ManagedKind>(
         recorded.is_some(),
         adopt,
         backend.immutable(),
+        backend.unobserved(),
         &owner,
     )?;
     let policy = managed.drift_policy.unwrap_or_default();
@@ -348,6 +349,7 @@ async fn sync<K: ManagedKind>(
             true,
             adopt,
             backend.immutable(),
+            backend.unobserved(),
             &owner,
         )?;
     }

@@ -42,13 +42,28 @@ pub struct AwsBucket {
     pub public_access_block: Option<PublicAccessBlock>,
 }
 
+/// Who may read a blob container without credentials.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AzurePublicAccess {
+    /// Anyone may read blobs by their URL, but not list the container.
+    Blob,
+    /// Anyone may read blobs and list the container.
+    Container,
+}
+
 /// Settings only Azure blob containers have.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureBucket {
-    /// Encryption scope applied to new blobs.
+    /// Encryption scope applied to new blobs. Set when the container is created and fixed
+    /// from then on (Azure cannot change it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_encryption_scope: Option<String>,
+    /// Anonymous read access, only with `blockPublicAccess: false` (which on Azure requires
+    /// it: a container is either private or public). The storage account must allow public
+    /// access too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_access: Option<AzurePublicAccess>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -45,7 +45,10 @@ pub enum CredentialsSource {
 
 /// A key set in a Secret of the ProviderConfig's namespace.
 ///
-/// AWS reads `accessKeyId`, `secretAccessKey` and optionally `sessionToken`.
+/// AWS reads `accessKeyId`, `secretAccessKey` and optionally `sessionToken`. Azure reads
+/// `accountKey` (the storage account's shared key, base64 as the portal shows it) or
+/// `sasToken` (an account SAS allowing the blob, queue and table services, with or without
+/// the leading `?`); with both, the key is used.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretRef {
     pub name: String,
@@ -84,9 +87,29 @@ pub struct AzureProviderSettings {
     pub subscription_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_group: Option<String>,
-    /// Storage account holding containers, queues and tables.
+    /// Storage account holding containers, queues and tables (required on Azure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_account: Option<String>,
+    /// Per-service endpoint overrides (Azurite, sovereign clouds, private endpoints); each
+    /// defaults to `https://<storageAccount>.<service>.core.windows.net`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<AzureEndpoints>,
+}
+
+/// Where each Azure Storage service of the account answers. With path-style addresses
+/// (Azurite) include the account: `http://127.0.0.1:10000/devstoreaccount1`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureEndpoints {
+    /// Blob service (Buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    /// Queue service (Queues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Table service (Tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -128,7 +151,8 @@ pub struct ProviderConfigSpec {
     pub region: Option<String>,
     #[serde(default)]
     pub credentials: Credentials,
-    /// Endpoint override, e.g. `http://localstack:4566` or a MinIO URL.
+    /// Endpoint override, e.g. `http://localstack:4566` or a MinIO URL. Not for Azure, whose
+    /// services each have their own: use `azure.endpoints`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// How often resources are re-observed to find drift, e.g. `30s`, `10m`, `1h`.

@@ -1,6 +1,6 @@
 //! Bucket: the portable state every cloud's bucket backend observes and converges.
 
-use cloudkit_crds::bucket::{BucketSpec, PublicAccessBlock};
+use cloudkit_crds::bucket::{AzurePublicAccess, BucketSpec, PublicAccessBlock};
 use cloudkit_crds::common::Tags;
 use serde::Serialize;
 
@@ -16,6 +16,13 @@ pub struct BucketState {
     pub public_access_block: PublicAccessBlock,
     /// `None` for the provider-managed key.
     pub encryption_key_id: Option<String>,
+    /// Azure: anonymous access granted (`None`: private). Absent on other clouds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_access: Option<AzurePublicAccess>,
+    /// Azure: the container's default encryption scope (`None`: the account's). Absent on
+    /// other clouds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_encryption_scope: Option<String>,
 }
 
 impl BucketState {
@@ -32,11 +39,14 @@ impl BucketState {
                 block_public_policy: all,
                 restrict_public_buckets: all,
             });
+        let azure = spec.azure.clone().unwrap_or_default();
         Ok(Self {
             versioning: spec.versioning,
             tags: spec.tags.clone(),
             public_access_block,
             encryption_key_id: spec.encryption.key_id.clone(),
+            public_access: azure.public_access.filter(|_| !all),
+            default_encryption_scope: azure.default_encryption_scope,
         })
     }
 }
@@ -44,11 +54,13 @@ impl BucketState {
 pub type BucketBackend = dyn ExternalResource<State = BucketState>;
 
 /// The bucket backend for the ProviderConfig's cloud.
-#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+#[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<BucketBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::bucket::S3Bucket::new(&clouds.aws, ctx).await)),
+        #[cfg(feature = "azure")]
+        cloudkit_crds::Cloud::Azure => Ok(Box::new(crate::azure::bucket::BlobContainer::new(&clouds.azure, ctx)?)),
         cloud => Err(CloudError::Unsupported { kind: "Bucket", cloud }),
     }
 }

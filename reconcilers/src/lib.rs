@@ -5,6 +5,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod bucket;
 pub mod error;
 pub mod function;
@@ -33,6 +35,10 @@ pub enum ResolvedCredentials {
         secret_access_key: String,
         session_token: Option<String>,
     },
+    /// An Azure storage account's shared key (base64), signing each request.
+    AzureSharedKey { account: String, key: String },
+    /// An Azure SAS token (the query string, without `?`), appended to each request.
+    AzureSas { token: String },
     /// The environment or the pod's workload identity, found by the cloud SDK's default chain.
     Ambient,
 }
@@ -42,6 +48,8 @@ impl fmt::Debug for ResolvedCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Static { access_key_id, .. } => write!(f, "Static({access_key_id}, <redacted>)"),
+            Self::AzureSharedKey { account, .. } => write!(f, "AzureSharedKey({account}, <redacted>)"),
+            Self::AzureSas { .. } => f.write_str("AzureSas(<redacted>)"),
             Self::Ambient => f.write_str("Ambient"),
         }
     }
@@ -74,7 +82,19 @@ impl ProviderContext {
             ),
             Cloud::Gcp => format!("gcp project {}", self.gcp.project.as_deref().unwrap_or("(unset)")),
         };
-        match &self.endpoint {
+        // Azure's services each have an endpoint; any override moves the resources.
+        let endpoint = match (&self.endpoint, &self.azure.endpoints) {
+            (Some(endpoint), _) => Some(endpoint.clone()),
+            (None, Some(e)) if self.cloud == Cloud::Azure => {
+                let parts: Vec<String> = [("blob", &e.blob), ("queue", &e.queue), ("table", &e.table)]
+                    .into_iter()
+                    .filter_map(|(service, url)| url.as_ref().map(|u| format!("{service} {u}")))
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join(", "))
+            }
+            _ => None,
+        };
+        match endpoint {
             Some(endpoint) => format!("{place} at {endpoint}"),
             None => place,
         }
@@ -196,6 +216,12 @@ pub trait ExternalResource: Send + Sync {
         &[]
     }
 
+    /// State fields the cloud does not store (Azure Table storage keeps no key schema): never
+    /// compared, so never drift. Validation refuses any value the cloud would not honour.
+    fn unobserved(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The tag recording `owner` (`<cluster>/<namespace>/<kind>/<name>`) on this cloud.
     /// Clouds whose keys or values cannot hold it as written override this.
     fn owner_tag(&self, owner: &str) -> OwnerTag {
@@ -220,14 +246,18 @@ pub type CallObserver = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 pub struct Clouds {
     #[cfg(feature = "aws")]
     pub aws: aws::Clients,
+    #[cfg(feature = "azure")]
+    pub azure: azure::Clients,
 }
 
 impl Clouds {
-    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    #[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
     pub fn new(observer: CallObserver) -> Self {
         Self {
             #[cfg(feature = "aws")]
-            aws: aws::Clients::new(observer),
+            aws: aws::Clients::new(observer.clone()),
+            #[cfg(feature = "azure")]
+            azure: azure::Clients::new(observer),
         }
     }
 }

@@ -67,11 +67,13 @@ impl QueueState {
 pub type QueueBackend = dyn ExternalResource<State = QueueState>;
 
 /// The queue backend for the ProviderConfig's cloud.
-#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+#[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<QueueBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::queue::SqsQueue::new(&clouds.aws, ctx).await)),
+        #[cfg(feature = "azure")]
+        cloudkit_crds::Cloud::Azure => Ok(Box::new(crate::azure::queue::StorageQueue::new(&clouds.azure, ctx)?)),
         cloud => Err(CloudError::Unsupported { kind: "Queue", cloud }),
     }
 }

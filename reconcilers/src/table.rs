@@ -85,11 +85,13 @@ impl TableState {
 pub type TableBackend = dyn ExternalResource<State = TableState>;
 
 /// The table backend for the ProviderConfig's cloud.
-#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+#[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<TableBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::table::DynamoTable::new(&clouds.aws, ctx).await)),
+        #[cfg(feature = "azure")]
+        cloudkit_crds::Cloud::Azure => Ok(Box::new(crate::azure::table::StorageTable::new(&clouds.azure, ctx)?)),
         cloud => Err(CloudError::Unsupported { kind: "Table", cloud }),
     }
 }

@@ -12,6 +12,7 @@ mod function;
 mod queue;
 mod table;
 mod topic;
+pub mod unsupported;
 
 pub use function::function;
 pub use queue::queue;
@@ -107,6 +108,24 @@ pub fn bucket(name: &str, name_field: &str, spec: &BucketSpec, cloud: Cloud) -> 
         errors.push(name_error(name_field, name, &format!("{cloud} bucket"), &problem));
     }
     errors.extend(tags(&spec.tags, cloud));
+    if cloud == Cloud::Azure
+        && spec.block_public_access
+        && spec.azure.as_ref().is_some_and(|a| a.public_access.is_some())
+    {
+        errors.push(FieldError::new(
+            "spec.azure.publicAccess",
+            "grants anonymous access, which spec.blockPublicAccess (default true) blocks: set \
+             spec.blockPublicAccess: false as well, or remove spec.azure.publicAccess",
+        ));
+    }
+    if let Some(scope) = spec.azure.as_ref().and_then(|a| a.default_encryption_scope.as_deref())
+        && !azure_encryption_scope(scope)
+    {
+        errors.push(FieldError::new(
+            "spec.azure.defaultEncryptionScope",
+            format!("'{scope}' is not an encryption scope name: use 3 to 63 letters, digits and hyphens, starting with a letter or digit"),
+        ));
+    }
     if spec.encryption.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
         errors.push(FieldError::new(
             "spec.encryption.keyId",
@@ -212,7 +231,53 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
     {
         errors.push(FieldError::new("spec.resyncInterval", e));
     }
+    if spec.provider == Cloud::Azure {
+        errors.extend(azure_provider(spec));
+    }
     SpecErrors(errors).into_result()
+}
+
+/// Azure needs the storage account (names resources and signs requests); each service has
+/// its own endpoint, so the single `spec.endpoint` cannot say where to go.
+fn azure_provider(spec: &ProviderConfigSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let azure = spec.azure.clone().unwrap_or_default();
+    match azure.storage_account.as_deref() {
+        None => errors.push(FieldError::new(
+            "spec.azure.storageAccount",
+            "is required with provider azure: name the storage account holding containers, queues and tables",
+        )),
+        Some(account) if !(3..=24).contains(&account.len()) || !account.chars().all(alnum_lower) => {
+            errors.push(FieldError::new(
+                "spec.azure.storageAccount",
+                format!("'{account}' is not a storage account name: use 3 to 24 lowercase letters and digits"),
+            ))
+        }
+        Some(_) => {}
+    }
+    if spec.endpoint.is_some() {
+        errors.push(FieldError::new(
+            "spec.endpoint",
+            "is not used with provider azure, whose services each have an endpoint: set \
+             spec.azure.endpoints.blob, .queue and .table instead",
+        ));
+    }
+    let endpoints = azure.endpoints.unwrap_or_default();
+    for (service, url) in [
+        ("blob", &endpoints.blob),
+        ("queue", &endpoints.queue),
+        ("table", &endpoints.table),
+    ] {
+        if let Some(url) = url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            errors.push(FieldError::new(
+                format!("spec.azure.endpoints.{service}"),
+                format!("'{url}' must be an http:// or https:// URL"),
+            ));
+        }
+    }
+    errors
 }
 
 /// Longest resync interval: drift should not go unnoticed for more than a day.
@@ -301,6 +366,35 @@ fn azure_container_name(name: &str) -> Option<String> {
     None
 }
 
+/// Azure encryption scope names.
+fn azure_encryption_scope(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Azure queue naming rules: those of containers.
+pub(crate) fn azure_queue_name(name: &str) -> Option<String> {
+    azure_container_name(name)
+}
+
+/// Azure table naming rules.
+pub(crate) fn azure_table_name(name: &str) -> Option<String> {
+    if !(3..=63).contains(&name.len()) {
+        return Some(format!("must be 3 to 63 characters long, not {}", name.len()));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Some("use only letters and digits".into());
+    }
+    if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return Some("must start with a letter".into());
+    }
+    if name.eq_ignore_ascii_case("tables") {
+        return Some("'tables' is reserved by the Table service".into());
+    }
+    None
+}
+
 /// GCS bucket naming rules.
 fn gcs_bucket_name(name: &str) -> Option<String> {
     let max = if name.contains('.') { 222 } else { 63 };
@@ -324,6 +418,8 @@ fn gcs_bucket_name(name: &str) -> Option<String> {
 
 /// Tag keys CloudKit writes itself (`cloudkit.dev/owner`, a function's code record).
 pub const RESERVED_TAG_PREFIX: &str = "cloudkit.dev/";
+/// The same on Azure, whose metadata keys cannot hold `.` or `/` (`cloudkit_owner`).
+pub const RESERVED_AZURE_METADATA_PREFIX: &str = "cloudkit_";
 
 /// Tags map to S3 tags, Azure metadata or GCS labels; each has its own rules.
 pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
@@ -362,10 +458,23 @@ pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
             Cloud::Aws if !aws_tag_text(key) || !aws_tag_text(value) => {
                 Some("AWS tags may hold letters, digits, spaces and _ . : / = + - @ only".to_owned())
             }
+            Cloud::Azure if key.starts_with(RESERVED_AZURE_METADATA_PREFIX) => Some(format!(
+                "on Azure, metadata keys starting with '{RESERVED_AZURE_METADATA_PREFIX}' are CloudKit's own (it records \
+                 the owner there): rename the tag"
+            )),
             Cloud::Azure if !is_identifier(key) => Some(
                 "Azure metadata keys must be identifiers: letters, digits and '_', not starting with a digit"
                     .to_owned(),
             ),
+            // Azure ignores the case of metadata names, and its SDK sends and reads them in
+            // lowercase: `Team` would come back as `team` and look like drift forever.
+            Cloud::Azure if key.chars().any(|c| c.is_ascii_uppercase()) => Some(format!(
+                "Azure metadata keys ignore case and are stored in lowercase: write '{}'",
+                key.to_ascii_lowercase()
+            )),
+            Cloud::Azure if !value.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) => {
+                Some("Azure metadata values travel as HTTP headers: use printable ASCII only".to_owned())
+            }
             Cloud::Gcp if !gcs_label(key, true) => Some(
                 "GCP label keys must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"
                     .to_owned(),
@@ -437,6 +546,77 @@ mod tests {
         assert_eq!(gcs_bucket_name("my_bucket.example"), None);
         assert!(gcs_bucket_name("google-stuff").is_some());
         assert!(gcs_bucket_name("goog-x").is_some());
+    }
+
+    #[test]
+    fn azure_queue_and_table_names() {
+        assert_eq!(azure_queue_name("jobs-1"), None);
+        assert!(azure_queue_name("Jobs").is_some());
+        assert_eq!(azure_table_name("Orders2024"), None);
+        for bad in ["2orders", "or", "my-table", "Tables", &"t".repeat(64)] {
+            assert!(azure_table_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn azure_metadata_keys_are_lowercase_identifiers() {
+        let mut s = spec();
+        s.tags.insert("team/app".into(), "x".into());
+        s.tags.insert("Team".into(), "a".into());
+        s.tags.insert("team".into(), "b".into());
+        s.tags.insert("_ok1".into(), "c".into());
+        s.tags.insert("note".into(), "caf\u{e9}".into());
+        s.tags.insert("cloudkit_owner".into(), "forged".into());
+        let fields: Vec<String> = bucket("good-name", "metadata.name", &s, Cloud::Azure)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.tags.Team",
+                "spec.tags.cloudkit_owner",
+                "spec.tags.note",
+                "spec.tags.team/app"
+            ]
+        );
+    }
+
+    #[test]
+    fn azure_public_access_needs_unblocking() {
+        let s: BucketSpec =
+            serde_json::from_value(serde_json::json!({"azure": {"publicAccess": "Container"}})).expect("spec");
+        let errors = bucket("good-name", "metadata.name", &s, Cloud::Azure);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.azure.publicAccess");
+    }
+
+    #[test]
+    fn azure_provider_config_needs_an_account_and_per_service_endpoints() {
+        let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "provider": "azure", "endpoint": "http://127.0.0.1:10000",
+            "azure": {"endpoints": {"queue": "127.0.0.1:10001"}}
+        }))
+        .expect("parses");
+        let fields: Vec<String> = provider_config(&spec)
+            .expect_err("invalid")
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.azure.storageAccount",
+                "spec.endpoint",
+                "spec.azure.endpoints.queue"
+            ]
+        );
+        let ok: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "provider": "azure", "azure": {"storageAccount": "devstoreaccount1"}
+        }))
+        .expect("parses");
+        assert_eq!(provider_config(&ok), Ok(()));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Queue checks: SQS naming, FIFO rules and attribute ranges.
 
-use super::{FieldError, fifo_name, in_range, name_error, tags};
+use super::{FieldError, azure_queue_name, fifo_name, in_range, name_error, tags};
 use crate::provider_config::Cloud;
 use crate::queue::QueueSpec;
 
@@ -27,6 +27,12 @@ pub fn queue(name: &str, name_field: &str, spec: &QueueSpec, cloud: Cloud) -> Ve
                 "spec.aws.kmsKeyId",
                 "is empty: remove it for SQS-managed encryption or give a KMS key",
             ));
+        }
+        errors.extend(tags(&spec.tags, cloud));
+    }
+    if cloud == Cloud::Azure {
+        if let Some(problem) = azure_queue_name(name) {
+            errors.push(name_error(name_field, name, "Azure queue", &problem));
         }
         errors.extend(tags(&spec.tags, cloud));
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{FieldError, in_range, name_error, tags};
+use super::{FieldError, azure_table_name, in_range, name_error, tags};
 use crate::provider_config::Cloud;
 use crate::table::{AttributeType, BillingMode, TableSpec};
 
@@ -17,6 +17,11 @@ pub fn table(name: &str, name_field: &str, spec: &TableSpec, cloud: Cloud) -> Ve
             errors.push(name_error(name_field, name, "DynamoDB table", &problem));
         }
         errors.extend(tags(&spec.tags, cloud));
+    }
+    if cloud == Cloud::Azure
+        && let Some(problem) = azure_table_name(name)
+    {
+        errors.push(name_error(name_field, name, "Azure table", &problem));
     }
     // Every attribute used in a key has one type, wherever it is used.
     let mut types: BTreeMap<String, (AttributeType, String)> = BTreeMap::new();

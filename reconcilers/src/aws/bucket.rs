@@ -150,6 +150,8 @@ impl ExternalResource for S3Bucket {
             tags: tags?,
             public_access_block: public_access_block?,
             encryption_key_id: encryption_key_id?,
+            public_access: None,
+            default_encryption_scope: None,
         };
         Ok(Some(Observed::ready(state, self.outputs(name))))
     }

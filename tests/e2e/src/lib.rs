@@ -516,3 +516,448 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The Azure Storage emulator (Azurite) the dev environment starts, read from the env file
+/// `scripts/dev-env.sh` writes: one account, each service on its own endpoint.
+#[derive(Clone)]
+pub struct Azurite {
+    pub account: String,
+    key: Vec<u8>,
+    pub key_base64: String,
+    pub blob: String,
+    pub queue: String,
+    pub table: String,
+    http: reqwest::Client,
+}
+
+/// The answer to one raw Azure Storage request.
+pub struct AzureResponse {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl AzureResponse {
+    /// The `x-ms-meta-*` headers, as name → value.
+    pub fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        self.headers
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("x-ms-meta-").map(|k| (k.to_owned(), v.clone())))
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AzureService {
+    Blob,
+    Queue,
+    Table,
+}
+
+impl Azurite {
+    pub fn from_env() -> Self {
+        use base64::Engine;
+        let key_base64 = std::env::var("CLOUDKIT_AZURE_KEY").unwrap_or_else(|_| {
+            panic!("CLOUDKIT_AZURE_KEY is not set: source the env file of scripts/dev-env.sh up (it starts Azurite)")
+        });
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(&key_base64)
+            .expect("CLOUDKIT_AZURE_KEY is base64");
+        Self {
+            account: required_env("CLOUDKIT_AZURE_ACCOUNT"),
+            key,
+            key_base64,
+            blob: required_env("CLOUDKIT_AZURE_BLOB_ENDPOINT"),
+            queue: required_env("CLOUDKIT_AZURE_QUEUE_ENDPOINT"),
+            table: required_env("CLOUDKIT_AZURE_TABLE_ENDPOINT"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    fn endpoint(&self, service: AzureService) -> &str {
+        match service {
+            AzureService::Blob => &self.blob,
+            AzureService::Queue => &self.queue,
+            AzureService::Table => &self.table,
+        }
+    }
+
+    /// Sends one request signed with Shared Key (`path` after the endpoint, e.g. `/logs`;
+    /// `query` as pairs). Written apart from the controller's signing on purpose.
+    pub async fn send(
+        &self,
+        service: AzureService,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> AzureResponse {
+        use hmac::{Hmac, Mac};
+        let url = format!("{}{path}", self.endpoint(service));
+        let mut url = reqwest::Url::parse(&url).expect("url");
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        all.push(("x-ms-date".into(), date.clone()));
+        let version = if service == AzureService::Table {
+            "2019-02-02"
+        } else {
+            "2021-08-06"
+        };
+        all.push(("x-ms-version".into(), version.into()));
+        let get = |name: &str| {
+            all.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let resource = format!("/{}{}", self.account, url.path());
+        let to_sign = if service == AzureService::Table {
+            format!("{method}\n\n{}\n{date}\n{resource}", get("content-type"))
+        } else {
+            let mut x_ms: Vec<(String, String)> = all.iter().filter(|(k, _)| k.starts_with("x-ms-")).cloned().collect();
+            x_ms.sort();
+            let mut params: Vec<(String, String)> =
+                query.iter().map(|(k, v)| (k.to_lowercase(), v.to_string())).collect();
+            params.sort();
+            let length = body
+                .as_ref()
+                .map(|b| b.len())
+                .filter(|n| *n > 0)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            let mut s = format!("{method}\n\n\n{length}\n\n{}\n\n\n\n\n\n\n", get("content-type"));
+            for (k, v) in &x_ms {
+                s.push_str(&format!("{k}:{}\n", v.trim()));
+            }
+            s.push_str(&resource);
+            for (k, v) in &params {
+                s.push_str(&format!("\n{k}:{v}"));
+            }
+            s
+        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("hmac key");
+        mac.update(to_sign.as_bytes());
+        let signature = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        };
+        let mut request = self
+            .http
+            .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), url)
+            .header("authorization", format!("SharedKey {}:{signature}", self.account));
+        for (k, v) in &all {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        } else if method == "PUT" {
+            request = request.header("content-length", "0");
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let body = response.text().await.unwrap_or_default();
+        AzureResponse { status, headers, body }
+    }
+
+    /// An account SAS for all three services, valid for an hour, signed here.
+    pub fn account_sas(&self) -> String {
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let expiry = (chrono::Utc::now() + chrono::Duration::hours(1))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let (sv, ss, srt, sp) = ("2021-08-06", "bqt", "sco", "rwdlacup");
+        let to_sign = format!("{}\n{sp}\n{ss}\n{srt}\n\n{expiry}\n\n\n{sv}\n\n", self.account);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("hmac key");
+        mac.update(to_sign.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let mut query = reqwest::Url::parse("http://x/").expect("url");
+        query
+            .query_pairs_mut()
+            .append_pair("sv", sv)
+            .append_pair("ss", ss)
+            .append_pair("srt", srt)
+            .append_pair("sp", sp)
+            .append_pair("se", &expiry)
+            .append_pair("sig", &sig);
+        query.query().unwrap_or_default().to_owned()
+    }
+
+    /// A container's properties (404: none).
+    pub async fn container(&self, name: &str) -> AzureResponse {
+        self.send(
+            AzureService::Blob,
+            "GET",
+            &format!("/{name}"),
+            &[("restype", "container")],
+            &[],
+            None,
+        )
+        .await
+    }
+
+    pub async fn container_exists(&self, name: &str) -> bool {
+        let r = self.container(name).await;
+        assert!(
+            matches!(r.status, 200 | 404),
+            "GetContainerProperties {name}: {} {}",
+            r.status,
+            r.body
+        );
+        r.status == 200
+    }
+
+    pub async fn create_container(&self, name: &str, metadata: &[(&str, &str)]) {
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = self
+            .send(
+                AzureService::Blob,
+                "PUT",
+                &format!("/{name}"),
+                &[("restype", "container")],
+                &headers,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "CreateContainer {name}: {}", r.body);
+    }
+
+    pub async fn set_container_metadata(&self, name: &str, metadata: &[(&str, &str)]) {
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = self
+            .send(
+                AzureService::Blob,
+                "PUT",
+                &format!("/{name}"),
+                &[("restype", "container"), ("comp", "metadata")],
+                &headers,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "SetContainerMetadata {name}: {}", r.body);
+    }
+
+    pub async fn put_blob(&self, container: &str, blob: &str, content: &str) {
+        let r = self
+            .send(
+                AzureService::Blob,
+                "PUT",
+                &format!("/{container}/{blob}"),
+                &[],
+                &[("x-ms-blob-type", "BlockBlob")],
+                Some(content.to_owned()),
+            )
+            .await;
+        assert_eq!(r.status, 201, "PutBlob {container}/{blob}: {}", r.body);
+    }
+
+    pub async fn delete_blob(&self, container: &str, blob: &str) {
+        let r = self
+            .send(
+                AzureService::Blob,
+                "DELETE",
+                &format!("/{container}/{blob}"),
+                &[],
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 202, "DeleteBlob {container}/{blob}: {}", r.body);
+    }
+
+    /// A queue's metadata (404: none).
+    pub async fn queue(&self, name: &str) -> AzureResponse {
+        self.send(
+            AzureService::Queue,
+            "GET",
+            &format!("/{name}"),
+            &[("comp", "metadata")],
+            &[],
+            None,
+        )
+        .await
+    }
+
+    pub async fn queue_exists(&self, name: &str) -> bool {
+        let r = self.queue(name).await;
+        assert!(
+            matches!(r.status, 200 | 404),
+            "GetQueueMetadata {name}: {} {}",
+            r.status,
+            r.body
+        );
+        r.status == 200
+    }
+
+    pub async fn create_queue(&self, name: &str, metadata: &[(&str, &str)]) {
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = self
+            .send(AzureService::Queue, "PUT", &format!("/{name}"), &[], &headers, None)
+            .await;
+        assert_eq!(r.status, 201, "CreateQueue {name}: {}", r.body);
+    }
+
+    pub async fn set_queue_metadata(&self, name: &str, metadata: &[(&str, &str)]) {
+        let headers: Vec<(String, String)> = metadata
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = self
+            .send(
+                AzureService::Queue,
+                "PUT",
+                &format!("/{name}"),
+                &[("comp", "metadata")],
+                &headers,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "SetQueueMetadata {name}: {}", r.body);
+    }
+
+    pub async fn table_exists(&self, name: &str) -> bool {
+        let r = self
+            .send(
+                AzureService::Table,
+                "GET",
+                &format!("/Tables('{name}')"),
+                &[],
+                &[
+                    ("accept", "application/json;odata=nometadata"),
+                    ("dataserviceversion", "3.0"),
+                ],
+                None,
+            )
+            .await;
+        assert!(
+            matches!(r.status, 200 | 404),
+            "GetTable {name}: {} {}",
+            r.status,
+            r.body
+        );
+        r.status == 200
+    }
+
+    pub async fn create_table(&self, name: &str) {
+        let r = self
+            .send(
+                AzureService::Table,
+                "POST",
+                "/Tables",
+                &[],
+                &[
+                    ("accept", "application/json;odata=nometadata"),
+                    ("content-type", "application/json"),
+                    ("dataserviceversion", "3.0"),
+                ],
+                Some(json!({"TableName": name}).to_string()),
+            )
+            .await;
+        assert!(
+            matches!(r.status, 201 | 204),
+            "CreateTable {name}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+
+    pub async fn delete_table(&self, name: &str) {
+        let r = self
+            .send(
+                AzureService::Table,
+                "DELETE",
+                &format!("/Tables('{name}')"),
+                &[],
+                &[
+                    ("accept", "application/json;odata=nometadata"),
+                    ("dataserviceversion", "3.0"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "DeleteTable {name}: {}", r.body);
+    }
+}
+
+impl Harness {
+    /// A ProviderConfig for the Azurite account, with the account key in a Secret, resyncing
+    /// every 2s; `endpoint`, when given, replaces all three service endpoints (a
+    /// CountingEndpoint to prove no call is made).
+    pub async fn azure_provider_config(&self, name: &str, endpoint: Option<&str>) -> Azurite {
+        let az = Azurite::from_env();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        apply(
+            &secrets,
+            "azurite",
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azurite"},
+                "stringData": {"accountKey": az.key_base64}
+            }),
+        )
+        .await;
+        let (blob, queue, table) = match endpoint {
+            Some(e) => (e.to_owned(), e.to_owned(), e.to_owned()),
+            None => (az.blob.clone(), az.queue.clone(), az.table.clone()),
+        };
+        let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
+        apply(
+            &api,
+            name,
+            json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
+                "spec": {
+                    "provider": "azure", "resyncInterval": "2s",
+                    "credentials": {"source": "Secret", "secretRef": {"name": "azurite"}},
+                    "azure": {
+                        "storageAccount": az.account, "subscriptionId": "00000000-0000-0000-0000-000000000001",
+                        "resourceGroup": "cloudkit-e2e",
+                        "endpoints": {"blob": blob, "queue": queue, "table": table}
+                    }
+                }
+            }),
+        )
+        .await;
+        az
+    }
+
+    /// A name for a resource in Azure, unique to this test: Azure names are per account, and
+    /// all tests share Azurite. `alphanumeric` for tables (no hyphens allowed).
+    pub fn azure_name(&self, short: &str, alphanumeric: bool) -> String {
+        let name = format!("{}-{short}", self.ns);
+        if alphanumeric { name.replace('-', "") } else { name }
+    }
+}

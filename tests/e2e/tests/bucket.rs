@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
-use cloudkit_crds::{ProviderConfig, Queue};
+use cloudkit_crds::{ProviderConfig, Topic};
 use cloudkit_e2e::{CountingEndpoint, Harness, condition, eventually, is_true, ready_at_generation, ready_reason};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -355,34 +355,37 @@ async fn invalid_name_stalls_with_a_clear_message_and_no_cloud_call() {
     );
 
     // Kinds without a backend on a cloud yet are answered, not ignored.
-    h.provider_config_for("watched-azure", "azure", &cloud.url).await;
-    let queues: Api<Queue> = Api::namespaced(h.client.clone(), &h.ns);
-    let queue = json!({"apiVersion": "cloudkit.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "jobs"},
+    h.azure_provider_config("watched-azure", Some(&cloud.url)).await;
+    let topics: Api<Topic> = Api::namespaced(h.client.clone(), &h.ns);
+    let topic = json!({"apiVersion": "cloudkit.dev/v1alpha1", "kind": "Topic", "metadata": {"name": "events"},
                        "spec": {"providerConfigRef": {"name": "watched-azure"}}});
-    queues
-        .patch("jobs", &PatchParams::apply("cloudkit-e2e"), &Patch::Apply(&queue))
+    topics
+        .patch("events", &PatchParams::apply("cloudkit-e2e"), &Patch::Apply(&topic))
         .await
-        .expect("apply queue");
-    eventually("Queue Stalled with UnsupportedForProvider", || async {
-        let q = queues.get("jobs").await.expect("get queue");
-        condition(q.status.as_ref(), "Stalled")
+        .expect("apply topic");
+    eventually("Topic Stalled with UnsupportedForProvider", || async {
+        let t = topics.get("events").await.expect("get topic");
+        condition(t.status.as_ref(), "Stalled")
             .is_some_and(|c| c.status == "True" && c.reason == "UnsupportedForProvider")
     })
     .await;
     // Nothing can be made for it, so nothing holds it: it goes at once, controller or not.
     assert!(
-        queues
-            .get("jobs")
+        topics
+            .get("events")
             .await
-            .expect("get queue")
+            .expect("get topic")
             .metadata
             .finalizers
             .unwrap_or_default()
             .is_empty()
     );
-    queues.delete("jobs", &Default::default()).await.expect("delete queue");
+    topics
+        .delete("events", &Default::default())
+        .await
+        .expect("delete topic");
     assert!(
-        queues.get_opt("jobs").await.expect("get queue").is_none(),
+        topics.get_opt("events").await.expect("get topic").is_none(),
         "deleted at once"
     );
 
