@@ -137,9 +137,7 @@ pub fn decide<S: Serialize + Tagged>(
     if let Some(pending) = &observed.pending {
         return Err(provisioning(name, pending));
     }
-    let mut diffs = diff(desired, &observed.state)?;
-    // What the cloud does not store cannot have drifted, nor be converged.
-    diffs.retain(|d| !unobserved.iter().any(|f| touches(std::slice::from_ref(d), f)));
+    let diffs = diff(desired, &observed.state, unobserved)?;
     let fixed: Vec<&FieldDiff> = diffs
         .iter()
         .filter(|d| immutable.iter().any(|f| touches(std::slice::from_ref(*d), f)))
@@ -161,10 +159,13 @@ pub fn decide<S: Serialize + Tagged>(
     Ok(Decision::Converge { diffs, adopting: !ours })
 }
 
-/// The one diff, as a Failure when the states cannot be compared.
-pub fn diff<S: Serialize>(desired: &S, observed: &S) -> Result<Vec<FieldDiff>, Failure> {
-    cloudkit_drift::diff(desired, observed)
-        .map_err(|e| Failure::stalled(Reason::InternalError, format!("comparing states: {e}")))
+/// The one diff, as a Failure when the states cannot be compared. Fields the cloud does
+/// not store (`unobserved`) cannot have drifted, nor be converged: they are left out.
+pub fn diff<S: Serialize>(desired: &S, observed: &S, unobserved: &[&str]) -> Result<Vec<FieldDiff>, Failure> {
+    let mut diffs = cloudkit_drift::diff(desired, observed)
+        .map_err(|e| Failure::stalled(Reason::InternalError, format!("comparing states: {e}")))?;
+    diffs.retain(|d| !unobserved.iter().any(|f| touches(std::slice::from_ref(d), f)));
+    Ok(diffs)
 }
 
 /// The cloud is still working on the resource: look again shortly, no backoff.

@@ -243,6 +243,7 @@ async fn sync<K: ManagedKind>(
             cloud: cloud.as_str(),
             owner: &owner,
             current: current.as_ref(),
+            unobserved: backend.unobserved(),
         };
         let (outputs, drift) = observe_only(api, obj, ctx, &seen, observed, desired).await?;
         return Ok(Synced {
@@ -379,7 +380,7 @@ async fn sync<K: ManagedKind>(
                 return Err(decide::provisioning(name, pending));
             }
             // Clouds that take one change at a time converge over several rounds.
-            let left = decide::diff(&desired, &after.state)?;
+            let left = decide::diff(&desired, &after.state, backend.unobserved())?;
             if !left.is_empty() {
                 let fields: Vec<&str> = left.iter().map(|d| d.path.as_str()).collect();
                 return Err(decide::provisioning(
@@ -485,6 +486,7 @@ async fn observe_only<K: ManagedKind>(
         cloud,
         owner,
         current,
+        ..
     } = *seen;
     let Some(found) = observed else {
         return Err(Failure::stalled(
@@ -503,7 +505,7 @@ async fn observe_only<K: ManagedKind>(
         Some(value) => desired.tags_mut().insert(owner.key.clone(), value.clone()),
         None => desired.tags_mut().remove(&owner.key),
     };
-    let diffs = decide::diff(&desired, &found.state)?;
+    let diffs = decide::diff(&desired, &found.state, seen.unobserved)?;
     let drift: Vec<FieldDrift> = diffs.iter().map(field_drift).collect();
     if !drift.is_empty() && current.is_none_or(|s| !status::same_drift(&s.drift, &drift)) {
         ctx.metrics.drift_detected(&K::kind(&()), cloud);
@@ -534,6 +536,8 @@ struct Seen<'a> {
     cloud: &'a str,
     owner: &'a cloudkit_reconcilers::OwnerTag,
     current: Option<&'a ManagedStatus>,
+    /// Fields the cloud does not store (`ExternalResource::unobserved`).
+    unobserved: &'a [&'a str],
 }
 
 /// Writes the outputs into the Secret the spec names, if it names one.
