@@ -186,6 +186,22 @@ pub fn pinned(status: Option<&ManagedStatus>, target: &str, name: &str, config: 
     }
 }
 
+/// After a delete call: done only once observe finds nothing, since some clouds delete in
+/// the background (a DynamoDB table `DELETING`) and the name is not free until then.
+pub fn gone<S>(after: Option<&Observed<S>>, name: &str) -> Result<(), Failure> {
+    match after {
+        None => Ok(()),
+        Some(still) => Err(Failure::waiting(
+            Reason::Deleting,
+            format!(
+                "'{name}' is being deleted: {}",
+                still.pending.as_deref().unwrap_or("still there")
+            ),
+            PROVISIONING_RECHECK,
+        )),
+    }
+}
+
 pub fn provisioning(name: &str, pending: &str) -> Failure {
     Failure::waiting(
         Reason::Provisioning,
@@ -306,6 +322,17 @@ mod tests {
         assert!(
             matches!(decision, Ok(Decision::Converge { ref diffs, .. }) if diffs.len() == 1 && diffs[0].path == "x")
         );
+    }
+
+    #[test]
+    fn a_delete_is_done_only_when_the_resource_is_gone() {
+        assert_eq!(gone::<State>(None, "t"), Ok(()));
+        let mut dying = seen(json!({}));
+        dying.pending = Some("table status is DELETING".into());
+        let waiting = gone(Some(&dying), "t").expect_err("still there");
+        assert_eq!(waiting.reason(), Reason::Deleting);
+        assert!(matches!(waiting, Failure::Waiting { .. }));
+        assert!(waiting.to_string().contains("DELETING"), "{waiting}");
     }
 
     #[test]

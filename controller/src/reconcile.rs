@@ -36,8 +36,6 @@ pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// crash (tests/e2e/tests/crash.rs).
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 const FIELD_MANAGER: &str = "cloudkit";
-/// How soon a resource the cloud is still deleting is looked at again.
-const DELETE_RECHECK: Duration = Duration::from_secs(3);
 
 pub struct Context {
     pub client: Client,
@@ -632,15 +630,8 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         backend.delete(&name).await?;
         // Delete, then observe until gone: a cloud that deletes in the background is not
         // reported done while the resource (and its name) still exists.
-        if backend.settles_async()
-            && let Some(still) = backend.observe(&name).await?
-        {
-            let why = still.pending.unwrap_or_else(|| "still there".to_owned());
-            return Err(Failure::waiting(
-                Reason::Deleting,
-                format!("'{name}' is being deleted: {why}"),
-                DELETE_RECHECK,
-            ));
+        if backend.settles_async() {
+            decide::gone(backend.observe(&name).await?.as_ref(), &name)?;
         }
         Ok::<(), Failure>(())
     }
