@@ -538,6 +538,25 @@ pub struct AzureResponse {
     pub body: String,
 }
 
+/// Metadata as the `x-ms-meta-*` request headers that set it.
+fn meta_headers(metadata: &[(&str, &str)]) -> Vec<(String, String)> {
+    metadata
+        .iter()
+        .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
+        .collect()
+}
+
+/// Whether a GET found the resource; anything but 200 or 404 fails the test.
+fn found(r: &AzureResponse, operation: &str, name: &str) -> bool {
+    assert!(
+        matches!(r.status, 200 | 404),
+        "{operation} {name}: {} {}",
+        r.status,
+        r.body
+    );
+    r.status == 200
+}
+
 impl AzureResponse {
     /// The `x-ms-meta-*` headers, as name → value.
     pub fn metadata(&self) -> std::collections::BTreeMap<String, String> {
@@ -719,20 +738,11 @@ impl Azurite {
 
     pub async fn container_exists(&self, name: &str) -> bool {
         let r = self.container(name).await;
-        assert!(
-            matches!(r.status, 200 | 404),
-            "GetContainerProperties {name}: {} {}",
-            r.status,
-            r.body
-        );
-        r.status == 200
+        found(&r, "GetContainerProperties", name)
     }
 
     pub async fn create_container(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata
-            .iter()
-            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
-            .collect();
+        let headers = meta_headers(metadata);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
             .send(
@@ -748,10 +758,7 @@ impl Azurite {
     }
 
     pub async fn set_container_metadata(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata
-            .iter()
-            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
-            .collect();
+        let headers = meta_headers(metadata);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
             .send(
@@ -809,20 +816,11 @@ impl Azurite {
 
     pub async fn queue_exists(&self, name: &str) -> bool {
         let r = self.queue(name).await;
-        assert!(
-            matches!(r.status, 200 | 404),
-            "GetQueueMetadata {name}: {} {}",
-            r.status,
-            r.body
-        );
-        r.status == 200
+        found(&r, "GetQueueMetadata", name)
     }
 
     pub async fn create_queue(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata
-            .iter()
-            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
-            .collect();
+        let headers = meta_headers(metadata);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
             .send(AzureService::Queue, "PUT", &format!("/{name}"), &[], &headers, None)
@@ -831,10 +829,7 @@ impl Azurite {
     }
 
     pub async fn set_queue_metadata(&self, name: &str, metadata: &[(&str, &str)]) {
-        let headers: Vec<(String, String)> = metadata
-            .iter()
-            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
-            .collect();
+        let headers = meta_headers(metadata);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = self
             .send(
@@ -863,13 +858,7 @@ impl Azurite {
                 None,
             )
             .await;
-        assert!(
-            matches!(r.status, 200 | 404),
-            "GetTable {name}: {} {}",
-            r.status,
-            r.body
-        );
-        r.status == 200
+        found(&r, "GetTable", name)
     }
 
     pub async fn create_table(&self, name: &str) {
