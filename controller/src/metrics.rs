@@ -47,6 +47,9 @@ pub struct Metrics {
     duration: Family<KindLabel, Histogram>,
     cloud_calls: Family<CallLabels, Counter>,
     drift: Family<DriftLabels, Counter>,
+    /// Objects whose drift is left in the cloud (`Drifted=True`), by `kind/namespace/name`.
+    drifted: Mutex<std::collections::HashSet<String>>,
+    drifted_objects: Gauge,
     unblock: Histogram,
     /// When each waiting object's dependency turned Ready, until its reconcile starts.
     woken: Mutex<HashMap<String, Instant>>,
@@ -88,6 +91,12 @@ impl Default for Metrics {
             "Changes made outside CloudKit found on cloud resources, by kind and provider",
             drift.clone(),
         );
+        let drifted_objects = Gauge::default();
+        registry.register(
+            "drifted_objects",
+            "Objects whose cloud resource differs from the manifest and is left so (Drifted=True)",
+            drifted_objects.clone(),
+        );
         // Fine around 1 s: the target is a dependent starting within 1 s, p99.
         let unblock = Histogram::new([
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
@@ -110,6 +119,8 @@ impl Default for Metrics {
             duration,
             cloud_calls,
             drift,
+            drifted: Mutex::new(Default::default()),
+            drifted_objects,
             unblock,
             woken: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -133,6 +144,19 @@ impl Metrics {
                 provider: provider.to_owned(),
             })
             .inc();
+    }
+
+    /// Records whether `object` is drifted now.
+    pub fn set_drifted(&self, object: &str, drifted: bool) {
+        let mut set = self.drifted.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = if drifted {
+            set.insert(object.to_owned())
+        } else {
+            set.remove(object)
+        };
+        if changed {
+            self.drifted_objects.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn failed(&self, kind: &str, reason: &str) {

@@ -172,6 +172,8 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             };
             let mut next = status::next(current.as_ref(), generation, &name, &outcome, &now());
             next.provider = Some(synced.provider);
+            let drifted = status::condition(Some(&next), status::DRIFTED).is_some_and(|c| c.status == "True");
+            ctx.metrics.set_drifted(&key(obj), drifted);
             if current.as_ref() != Some(&next)
                 && let Err(failure) = write_connection_secret(ctx, obj, &next, &synced.region).await
             {
@@ -639,6 +641,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
     match result {
         Ok(()) => {
             ctx.backoff.reset(&key(obj));
+            ctx.metrics.set_drifted(&key(obj), false);
             info!(kind = %K::kind(&()), object = %key(obj), "deleted '{name}'");
             publish(ctx, obj, EventType::Normal, "Deleted", format!("deleted '{name}'")).await;
             Ok(Action::await_change())

@@ -17,6 +17,10 @@ pub const SYNCED: &str = "Synced";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const DRIFTED: &str = "Drifted";
+/// `status.drift` keeps this many fields, so that a resource changed wholesale cannot grow
+/// the object without bound; the Drifted message names the first few and counts the rest.
+const MAX_DRIFT: usize = 20;
+const MESSAGE_FIELDS: usize = 10;
 
 /// The result of one reconcile, to be written into status.
 #[derive(Debug)]
@@ -113,7 +117,15 @@ pub fn next(
             status.url = outputs.url.clone();
             status.id = outputs.id.clone();
             status.outputs = Some(outputs.extra.clone()).filter(|m| !m.is_empty());
-            let fields = || drift.iter().map(|d| d.field.as_str()).collect::<Vec<_>>().join(", ");
+            let fields = || {
+                let mut names: Vec<&str> = drift.iter().take(MESSAGE_FIELDS).map(|d| d.field.as_str()).collect();
+                let more = drift.len().saturating_sub(MESSAGE_FIELDS);
+                let more = format!("and {more} more");
+                if drift.len() > MESSAGE_FIELDS {
+                    names.push(&more);
+                }
+                names.join(", ")
+            };
             if *drifted {
                 let message = format!(
                     "differs from the manifest and is left so (driftPolicy: Report or managementPolicy: ObserveOnly): {}",
@@ -155,6 +167,7 @@ pub fn next(
                 let old = std::mem::take(&mut status.drift);
                 status.drift = drift
                     .iter()
+                    .take(MAX_DRIFT)
                     .map(|d| {
                         // A difference already reported keeps the time it was first seen.
                         let seen = old
@@ -675,6 +688,19 @@ mod tests {
         // Corrected by the controller: False, saying what was set back.
         let corrected = report(None, false, drift, T0);
         assert_eq!(get(&corrected, DRIFTED).reason, "DriftCorrected");
+        // A resource changed wholesale: status stays bounded.
+        let many: Vec<FieldDrift> = (0..30)
+            .map(|i| FieldDrift {
+                detected_at: None,
+                field: format!("tags.k{i:02}"),
+                desired: "\"a\"".into(),
+                observed: "\"b\"".into(),
+            })
+            .collect();
+        let wholesale = report(None, true, many, T0);
+        assert_eq!(wholesale.drift.len(), 20);
+        let message = get(&wholesale, DRIFTED).message.clone().unwrap_or_default();
+        assert!(message.ends_with("tags.k09, and 20 more"), "{message}");
     }
 
     #[test]

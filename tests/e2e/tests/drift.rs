@@ -95,7 +95,8 @@ async fn report_leaves_the_change_and_says_what_differs() {
     );
     let (_, metrics) = h.http_get("/metrics").await;
     assert!(
-        metrics.contains("cloudkit_drift_detected_total{kind=\"Bucket\",provider=\"aws\"} 1"),
+        metrics.contains("cloudkit_drift_detected_total{kind=\"Bucket\",provider=\"aws\"} 1")
+            && metrics.contains("cloudkit_drifted_objects 1"),
         "{metrics}"
     );
 
@@ -121,6 +122,8 @@ async fn report_leaves_the_change_and_says_what_differs() {
     assert!(!is_true(&b, "Drifted"));
     let (code, table) = drift_cli(&h, &[]);
     assert_eq!((code, table.as_str()), (Some(0), "No drift.\n"));
+    let (_, metrics) = h.http_get("/metrics").await;
+    assert!(metrics.contains("cloudkit_drifted_objects 0"), "{metrics}");
 
     // Deleted outside CloudKit under Report: said, not made again.
     h.apply_bucket(&name, json!({"driftPolicy": "Report", "tags": {"team": "a"}}))
