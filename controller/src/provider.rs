@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cloudkit_crds::DriftPolicy;
 use cloudkit_crds::provider_config::{Cloud, CredentialsSource, ProviderConfig};
 use cloudkit_crds::validation;
 use cloudkit_reconcilers::{ProviderContext, ResolvedCredentials};
@@ -21,6 +22,8 @@ const DEFAULT_AWS_REGION: &str = "us-east-1";
 pub struct ResolvedProvider {
     pub ctx: ProviderContext,
     pub resync: Duration,
+    /// The ProviderConfig's default for objects that set no `driftPolicy`.
+    pub drift_policy: Option<DriftPolicy>,
 }
 
 /// The context each ProviderConfig last resolved to, so that objects being deleted can still
@@ -189,7 +192,11 @@ pub async fn from_config(
         azure: spec.azure.clone().unwrap_or_default(),
         gcp: spec.gcp.clone().unwrap_or_default(),
     };
-    Ok(ResolvedProvider { ctx, resync })
+    Ok(ResolvedProvider {
+        ctx,
+        resync,
+        drift_policy: spec.drift_policy,
+    })
 }
 
 async fn read_secret(client: &Client, namespace: &str, secret: &str, config: &str) -> Result<Secret, Failure> {

@@ -280,7 +280,7 @@ async fn sync<K: ManagedKind>(
         backend.unobserved(),
         &owner,
     )?;
-    let policy = managed.drift_policy.unwrap_or_default();
+    let policy = managed.drift_policy.or(provider.drift_policy).unwrap_or_default();
     // Made or adopted before, and now gone: deleted outside CloudKit.
     let vanished = decision == Decision::Create && recorded.is_some() && identity::existed(obj);
     if vanished && policy != DriftPolicy::Correct {

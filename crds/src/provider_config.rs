@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::Condition;
+use crate::common::{Condition, DriftPolicy};
 
 /// The clouds CloudKit speaks to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -159,6 +159,10 @@ pub struct ProviderConfigSpec {
     /// Defaults to `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<String>,
+    /// `driftPolicy` for the objects using this ProviderConfig that set none: `Correct`
+    /// (the default), `Report` or `Ignore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_policy: Option<DriftPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsProviderSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

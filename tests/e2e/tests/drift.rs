@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
+use cloudkit_crds::ProviderConfig;
 use cloudkit_e2e::{Harness, condition, eventually, is_true, ready_at_generation};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ObjectMeta;
+use kube::api::{ObjectMeta, Patch, PatchParams};
 use serde_json::json;
 
 async fn team(h: &Harness, bucket: &str) -> Option<String> {
@@ -138,9 +139,28 @@ async fn report_leaves_the_change_and_says_what_differs() {
 #[tokio::test]
 async fn ignore_leaves_the_change_unsaid() {
     let h = Harness::new("drift-ignore").await;
+    // The policy comes from the ProviderConfig, for every object that sets none.
+    let configs: Api<ProviderConfig> = Api::namespaced(h.client.clone(), &h.ns);
+    configs
+        .patch(
+            "quiet",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "quiet"},
+                "spec": {
+                    "provider": "aws", "endpoint": h.endpoint, "resyncInterval": "2s", "driftPolicy": "Ignore",
+                    "credentials": {"source": "Secret", "secretRef": {"name": "aws"}}
+                }
+            })),
+        )
+        .await
+        .expect("apply ProviderConfig");
     let name = h.bucket_name("ignored");
-    h.apply_bucket(&name, json!({"driftPolicy": "Ignore", "versioning": false}))
-        .await;
+    h.apply_bucket(
+        &name,
+        json!({"providerConfigRef": {"name": "quiet"}, "versioning": false}),
+    )
+    .await;
     let b = h.wait_bucket(&name, "Ready", ready_at_generation).await;
     let rv = b.metadata.resource_version.clone();
     h.s3.put_bucket_versioning()
