@@ -239,7 +239,19 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         let applied = crate::shared_tags::applied(obj.annotations());
         crate::shared_tags::keep_foreign(&mut desired, &found.state, applied.as_ref());
     }
-    let adopt = obj.managed().external_name.is_some();
+    let managed = obj.managed();
+    if managed.management_policy == Some(cloudkit_crds::ManagementPolicy::ObserveOnly) {
+        // Never written to: the controller only reads it.
+        return Ok(match observed {
+            Some(_) => Change::Unchanged { name },
+            None => Change::Refused(Failure::stalled(
+                Reason::ExternalResourceMissing,
+                format!("'{name}' does not exist, and managementPolicy: ObserveOnly never creates it"),
+            )),
+        });
+    }
+    let policy = managed.drift_policy.or(provider.drift_policy).unwrap_or_default();
+    let adopt = managed.external_name.is_some();
     let decision = decide::decide(
         observed.as_ref(),
         &desired,
@@ -250,9 +262,19 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         backend.unobserved(),
         &owner,
     );
+    let existed = recorded.is_some() && crate::identity::existed(obj);
+    if let Ok(decision) = &decision {
+        decide::vanished(decision, existed, policy, &name).map_err(Change::Refused)?;
+    }
     Ok(match decision {
         Ok(Decision::Create) => Change::Create { name, target },
         Ok(Decision::Converge { diffs, .. }) if diffs.is_empty() => Change::Unchanged { name },
+        // Drift the policy leaves in the cloud: applying the manifest changes nothing.
+        Ok(Decision::Converge { diffs, .. })
+            if decide::drift(obj.managed_status(), obj.meta().generation, &diffs, false, policy).left =>
+        {
+            Change::Unchanged { name }
+        }
         Ok(Decision::Converge { diffs, adopting }) => Change::Update {
             name,
             lines: diffs

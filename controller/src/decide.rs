@@ -6,9 +6,9 @@
 use cloudkit_crds::reason::Reason;
 use std::time::Duration;
 
-use cloudkit_crds::Cloud;
 use cloudkit_crds::common::ManagedStatus;
 use cloudkit_crds::validation::{FieldError, SpecErrors};
+use cloudkit_crds::{Cloud, DriftPolicy};
 use cloudkit_drift::{FieldDiff, touches};
 use cloudkit_reconcilers::{Observed, OwnerTag, Tagged};
 use kube::ResourceExt;
@@ -166,6 +166,48 @@ pub fn diff<S: Serialize>(desired: &S, observed: &S, unobserved: &[&str]) -> Res
         .map_err(|e| Failure::stalled(Reason::InternalError, format!("comparing states: {e}")))?;
     diffs.retain(|d| !unobserved.iter().any(|f| touches(std::slice::from_ref(d), f)));
     Ok(diffs)
+}
+
+/// A resource this object made or adopted (`existed`) that is missing now was deleted
+/// outside CloudKit: `Ok(true)` to make it again, refused unless the policy corrects drift.
+pub fn vanished(decision: &Decision, existed: bool, policy: DriftPolicy, name: &str) -> Result<bool, Failure> {
+    let vanished = *decision == Decision::Create && existed;
+    if vanished && policy != DriftPolicy::Correct {
+        return Err(Failure::stalled(
+            Reason::ExternalResourceMissing,
+            format!(
+                "'{name}' was deleted outside CloudKit and spec.driftPolicy is {policy:?}, so it is not made \
+                 again: set driftPolicy: Correct to recreate it, or delete this object"
+            ),
+        ));
+    }
+    Ok(vanished)
+}
+
+/// How the diffs on an existing resource are to be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// Made outside CloudKit: the generation had already been applied in full.
+    pub found: bool,
+    /// Left in the cloud, as the policy says; otherwise the diffs are applied.
+    pub left: bool,
+}
+
+/// Diffs on a generation already in sync (`status.syncedGeneration`) were made outside
+/// CloudKit; a manifest change is always applied, whatever the policy.
+pub fn drift(
+    status: Option<&ManagedStatus>,
+    generation: Option<i64>,
+    diffs: &[FieldDiff],
+    created: bool,
+    policy: DriftPolicy,
+) -> Drift {
+    let in_sync = status.is_some_and(|s| s.synced_generation.is_some() && s.synced_generation == generation);
+    let found = in_sync && !created && !diffs.is_empty();
+    Drift {
+        found,
+        left: found && policy != DriftPolicy::Correct,
+    }
 }
 
 /// The cloud is still working on the resource: look again shortly, no backoff.
@@ -333,6 +375,49 @@ mod tests {
         assert_eq!(waiting.reason(), Reason::Deleting);
         assert!(matches!(waiting, Failure::Waiting { .. }));
         assert!(waiting.to_string().contains("DELETING"), "{waiting}");
+    }
+
+    #[test]
+    fn drift_is_judged_against_the_last_applied_generation() {
+        let synced = ManagedStatus {
+            synced_generation: Some(2),
+            ..Default::default()
+        };
+        let diffs = cloudkit_drift::diff(&json!({"x": 1}), &json!({"x": 2})).expect("diff");
+        let judge = |generation, created, policy| drift(Some(&synced), Some(generation), &diffs, created, policy);
+        assert_eq!(
+            judge(2, false, DriftPolicy::Correct),
+            Drift {
+                found: true,
+                left: false
+            }
+        );
+        assert_eq!(
+            judge(2, false, DriftPolicy::Report),
+            Drift {
+                found: true,
+                left: true
+            }
+        );
+        // A manifest change, or a resource just made: applied, never drift.
+        assert_eq!(
+            judge(3, false, DriftPolicy::Report),
+            Drift {
+                found: false,
+                left: false
+            }
+        );
+        assert_eq!(
+            judge(2, true, DriftPolicy::Ignore),
+            Drift {
+                found: false,
+                left: false
+            }
+        );
+        assert!(vanished(&Decision::Create, true, DriftPolicy::Correct, "b").expect("remade"));
+        let kept = vanished(&Decision::Create, true, DriftPolicy::Report, "b").expect_err("reported");
+        assert_eq!(kept.reason(), Reason::ExternalResourceMissing);
+        assert!(!vanished(&Decision::Create, false, DriftPolicy::Report, "b").expect("first create"));
     }
 
     #[test]

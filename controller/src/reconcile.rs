@@ -281,17 +281,7 @@ async fn sync<K: ManagedKind>(
         &owner,
     )?;
     let policy = managed.drift_policy.or(provider.drift_policy).unwrap_or_default();
-    // Made or adopted before, and now gone: deleted outside CloudKit.
-    let vanished = decision == Decision::Create && recorded.is_some() && identity::existed(obj);
-    if vanished && policy != DriftPolicy::Correct {
-        return Err(Failure::stalled(
-            Reason::ExternalResourceMissing,
-            format!(
-                "'{name}' was deleted outside CloudKit and spec.driftPolicy is {policy:?}, so it is not made \
-                 again: set driftPolicy: Correct to recreate it, or delete this object"
-            ),
-        ));
-    }
+    let vanished = decide::vanished(&decision, recorded.is_some() && identity::existed(obj), policy, name)?;
     if decision == Decision::Create {
         if recorded.is_none() {
             identity::record_before_create(api, obj, name, &now()).await?;
@@ -360,13 +350,10 @@ async fn sync<K: ManagedKind>(
             format!("'{name}' was neither found nor created"),
         ));
     };
-    // Diffs on a generation that was already in sync were made outside CloudKit: drift.
-    // A manifest change is always applied, whatever the policy.
-    let was_in_sync = current
-        .as_ref()
-        .is_some_and(|s| s.synced_generation.is_some() && s.synced_generation == obj.meta().generation);
-    let is_drift = was_in_sync && !created && !diffs.is_empty();
-    let leave = is_drift && policy != DriftPolicy::Correct;
+    let decide::Drift {
+        found: is_drift,
+        left: leave,
+    } = decide::drift(current.as_ref(), obj.meta().generation, &diffs, created, policy);
     let mut outputs = observed.outputs;
     if !diffs.is_empty() && !leave {
         backend.update(name, &desired, &diffs).await?;
