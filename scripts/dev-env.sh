@@ -30,7 +30,8 @@ Environment:
   CLOUDKIT_APISERVER_PORT  kube-apiserver https port (default 6443)
   CLOUDKIT_ETCD_PORT       etcd client port (default 12379; peer port is +1)
   CLOUDKIT_MOTO_PORT       moto http port (default 5000)
-  CLOUDKIT_AZURITE_PORT    Azurite blob port (default 10000; queue +1, table +2)
+  CLOUDKIT_AZURITE_PORT    Azurite blob port (default 10000; queue +1, table +2; the
+                           HTTPS + Entra ID instance +3, +4, +5)
 EOF
 }
 
@@ -45,6 +46,11 @@ MOTO_PORT=${CLOUDKIT_MOTO_PORT:-5000}
 AZURITE_BLOB_PORT=${CLOUDKIT_AZURITE_PORT:-10000}
 AZURITE_QUEUE_PORT=$((AZURITE_BLOB_PORT + 1))
 AZURITE_TABLE_PORT=$((AZURITE_BLOB_PORT + 2))
+# A second Azurite, over HTTPS and accepting Entra ID bearer tokens (`--oauth basic`, which
+# Azurite allows only with TLS): blob, queue and table on the next three ports.
+AZURITE_ENTRA_BLOB_PORT=$((AZURITE_BLOB_PORT + 3))
+AZURITE_ENTRA_QUEUE_PORT=$((AZURITE_BLOB_PORT + 4))
+AZURITE_ENTRA_TABLE_PORT=$((AZURITE_BLOB_PORT + 5))
 # Azurite's documented development account: public, the same on every machine.
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -318,6 +324,14 @@ azurite_healthy() {
     done
 }
 
+azurite_entra_healthy() {
+    local port
+    for port in "$AZURITE_ENTRA_BLOB_PORT" "$AZURITE_ENTRA_QUEUE_PORT" "$AZURITE_ENTRA_TABLE_PORT"; do
+        [[ $(curl -sS --max-time 2 --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/$AZURITE_ACCOUNT?comp=list" 2>/dev/null) =~ ^[1-5][0-9][0-9]$ ]] \
+            || return 1
+    done
+}
+
 # --- credentials and config ----------------------------------------------------
 
 # Our own CA rather than --cert-dir's self-signed cert, so the kubeconfig can
@@ -347,6 +361,20 @@ ensure_pki() {
                     echo 'extendedKeyUsage=serverAuth'
                 ) 2>/dev/null
             rm -f apiserver.csr
+        fi
+        # Azurite over HTTPS (and the tests' stand-in Entra ID token endpoint) present this;
+        # clients trust it through ca.crt (SSL_CERT_FILE for the controller).
+        if [[ ! -f azurite.crt || azurite.crt -ot ca.crt ]]; then
+            openssl req -newkey rsa:2048 -nodes -keyout azurite.key -out azurite.csr \
+                -subj /CN=azurite 2>/dev/null
+            openssl x509 -req -in azurite.csr -CA ca.crt -CAkey ca.key -days 3650 \
+                -set_serial "0x$(openssl rand -hex 8)" -out azurite.crt -extfile <(
+                    echo 'subjectAltName=IP:127.0.0.1,DNS:localhost'
+                    echo 'basicConstraints=CA:FALSE'
+                    echo 'keyUsage=critical,digitalSignature,keyEncipherment'
+                    echo 'extendedKeyUsage=serverAuth'
+                ) 2>/dev/null
+            rm -f azurite.csr
         fi
     ) || die "generating keys in $PKI failed"
 }
@@ -388,6 +416,12 @@ write_env() {
         echo "export CLOUDKIT_AZURE_BLOB_ENDPOINT=http://127.0.0.1:$AZURITE_BLOB_PORT/$AZURITE_ACCOUNT"
         echo "export CLOUDKIT_AZURE_QUEUE_ENDPOINT=http://127.0.0.1:$AZURITE_QUEUE_PORT/$AZURITE_ACCOUNT"
         echo "export CLOUDKIT_AZURE_TABLE_ENDPOINT=http://127.0.0.1:$AZURITE_TABLE_PORT/$AZURITE_ACCOUNT"
+        echo "# The HTTPS Azurite taking Entra ID tokens; its certificate and the CA that signed it."
+        echo "export CLOUDKIT_AZURE_ENTRA_BLOB_ENDPOINT=https://127.0.0.1:$AZURITE_ENTRA_BLOB_PORT/$AZURITE_ACCOUNT"
+        echo "export CLOUDKIT_AZURE_ENTRA_QUEUE_ENDPOINT=https://127.0.0.1:$AZURITE_ENTRA_QUEUE_PORT/$AZURITE_ACCOUNT"
+        echo "export CLOUDKIT_AZURE_ENTRA_TABLE_ENDPOINT=https://127.0.0.1:$AZURITE_ENTRA_TABLE_PORT/$AZURITE_ACCOUNT"
+        printf 'export CLOUDKIT_DEV_CA=%q CLOUDKIT_DEV_TLS_CERT=%q CLOUDKIT_DEV_TLS_KEY=%q\n' \
+            "$PKI/ca.crt" "$PKI/azurite.crt" "$PKI/azurite.key"
     } >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -441,6 +475,12 @@ cmd_up() {
         --queueHost 127.0.0.1 --queuePort "$AZURITE_QUEUE_PORT" \
         --tableHost 127.0.0.1 --tablePort "$AZURITE_TABLE_PORT" \
         --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry
+    ensure_daemon azurite-entra "--oauth basic" "$AZURITE_ENTRA_BLOB_PORT" 60 azurite_entra_healthy \
+        "$AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$AZURITE_ENTRA_BLOB_PORT" \
+        --queueHost 127.0.0.1 --queuePort "$AZURITE_ENTRA_QUEUE_PORT" \
+        --tableHost 127.0.0.1 --tablePort "$AZURITE_ENTRA_TABLE_PORT" \
+        --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry \
+        --oauth basic --cert "$PKI/azurite.crt" --key "$PKI/azurite.key"
 
     write_kubeconfig
     write_env
@@ -461,6 +501,7 @@ cmd_down() {
     *) die "unknown option for down: $1" ;;
     esac
     take_lock
+    stop azurite-entra "--oauth basic"
     stop azurite "$AZURITE_DIR"
     stop moto "moto_server.py"
     stop kube-apiserver "$APISERVER_BIN"
@@ -495,6 +536,8 @@ cmd_status() {
     status_of moto "moto_server.py" moto_healthy "http://127.0.0.1:$MOTO_PORT" || bad=1
     status_of azurite "$AZURITE_DIR" azurite_healthy \
         "blob/queue/table http://127.0.0.1:$AZURITE_BLOB_PORT-$AZURITE_TABLE_PORT" || bad=1
+    status_of azurite-entra "--oauth basic" azurite_entra_healthy \
+        "blob/queue/table https://127.0.0.1:$AZURITE_ENTRA_BLOB_PORT-$AZURITE_ENTRA_TABLE_PORT (Entra ID)" || bad=1
     [[ ! -f $ENV_FILE ]] || echo "env: $ENV_FILE"
     return "$bad"
 }

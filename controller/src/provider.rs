@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cloudkit_crds::DriftPolicy;
-use cloudkit_crds::provider_config::{Cloud, CredentialsSource, ProviderConfig};
+use cloudkit_crds::provider_config::{AzureProviderSettings, Cloud, CredentialsSource, ProviderConfig};
 use cloudkit_crds::validation;
 use cloudkit_reconcilers::{ProviderContext, ResolvedCredentials};
 use k8s_openapi::api::core::v1::Secret;
@@ -141,23 +141,17 @@ pub async fn from_config(
                 .map(|r| r.name.as_str())
                 .unwrap_or_default();
             let secret = read_secret(client, namespace, secret_name, name).await?;
-            let account = spec
-                .azure
-                .as_ref()
-                .and_then(|a| a.storage_account.clone())
-                .unwrap_or_default();
-            static_credentials(spec.provider, &secret, secret_name, &account)?
+            let azure = spec.azure.clone().unwrap_or_default();
+            static_credentials(spec.provider, &secret, secret_name, &azure)?
         }
-        // Entra ID (azure_identity) is not wired in yet: say so rather than send unsigned requests.
-        CredentialsSource::Environment | CredentialsSource::WorkloadIdentity if spec.provider == Cloud::Azure => {
-            return Err(Failure::stalled(
-                Reason::UnsupportedForProvider,
-                format!(
-                    "ProviderConfig '{name}': Azure credentials from the environment or workload identity (Entra ID) \
-                     are not supported yet: use spec.credentials.source: Secret with the storage account's \
-                     accountKey or a sasToken"
-                ),
-            ));
+        // Azure's workload identity may name its application per ProviderConfig; the rest of
+        // what it needs is in the pod's environment.
+        CredentialsSource::WorkloadIdentity if spec.provider == Cloud::Azure && ambient.allows(namespace) => {
+            let azure = spec.azure.clone().unwrap_or_default();
+            ResolvedCredentials::AzureWorkloadIdentity {
+                tenant_id: azure.tenant_id,
+                client_id: azure.client_id,
+            }
         }
         CredentialsSource::Environment | CredentialsSource::WorkloadIdentity if ambient.allows(namespace) => {
             ResolvedCredentials::Ambient
@@ -224,7 +218,7 @@ fn static_credentials(
     cloud: Cloud,
     secret: &Secret,
     name: &str,
-    account: &str,
+    azure: &AzureProviderSettings,
 ) -> Result<ResolvedCredentials, Failure> {
     let data = secret.data.clone().unwrap_or_default();
     let get = |key: &str| -> Option<String> {
@@ -254,22 +248,58 @@ fn static_credentials(
                 )),
             }
         }
-        Cloud::Azure => match (get("accountKey"), get("sasToken")) {
-            (Some(key), _) => Ok(ResolvedCredentials::AzureSharedKey {
-                account: account.to_owned(),
-                key,
-            }),
-            (None, Some(token)) => Ok(ResolvedCredentials::AzureSas {
-                token: token.trim_start_matches('?').to_owned(),
-            }),
-            (None, None) => Err(Failure::stalled(
-                Reason::CredentialsInvalid,
-                format!(
-                    "Secret '{name}' lacks accountKey and sasToken: Azure credentials need the storage account's \
-                     shared key (accountKey) or an account SAS (sasToken)"
-                ),
-            )),
-        },
+        Cloud::Azure => {
+            if let Some(key) = get("accountKey") {
+                return Ok(ResolvedCredentials::AzureSharedKey {
+                    account: azure.storage_account.clone().unwrap_or_default(),
+                    key,
+                });
+            }
+            if let Some(token) = get("sasToken") {
+                return Ok(ResolvedCredentials::AzureSas {
+                    token: token.trim_start_matches('?').to_owned(),
+                });
+            }
+            let Some(secret) = get("clientSecret") else {
+                return Err(Failure::stalled(
+                    Reason::CredentialsInvalid,
+                    format!(
+                        "Secret '{name}' lacks accountKey, sasToken and clientSecret: Azure credentials need the \
+                         storage account's shared key (accountKey), an account SAS (sasToken), or an Entra ID \
+                         service principal (clientSecret with tenantId and clientId)"
+                    ),
+                ));
+            };
+            // The Secret wins over the ProviderConfig: it is where a rotated principal lands.
+            let tenant_id = get("tenantId").or_else(|| azure.tenant_id.clone());
+            let client_id = get("clientId").or_else(|| azure.client_id.clone());
+            match (tenant_id, client_id) {
+                (Some(tenant_id), Some(client_id))
+                    if validation::entra_id(&tenant_id) && validation::entra_id(&client_id) =>
+                {
+                    Ok(ResolvedCredentials::AzureClientSecret {
+                        tenant_id,
+                        client_id,
+                        secret,
+                    })
+                }
+                (Some(tenant_id), Some(client_id)) => Err(Failure::stalled(
+                    Reason::CredentialsInvalid,
+                    format!(
+                        "Secret '{name}': tenantId '{tenant_id}' or clientId '{client_id}' is not an Entra ID: use the \
+                         GUIDs the portal shows for the directory and the application"
+                    ),
+                )),
+                (tenant_id, _) => Err(Failure::stalled(
+                    Reason::CredentialsInvalid,
+                    format!(
+                        "Secret '{name}' has a clientSecret but no {}: put it in the Secret or in the \
+                         ProviderConfig's spec.azure",
+                        if tenant_id.is_none() { "tenantId" } else { "clientId" }
+                    ),
+                )),
+            }
+        }
         other => Err(Failure::stalled(
             Reason::UnsupportedForProvider,
             format!(
@@ -336,15 +366,22 @@ mod tests {
             Cloud::Aws,
             &secret(&[("accessKeyId", "AKIA"), ("secretAccessKey", "s3cr3t")]),
             "aws",
-            "",
+            &Default::default(),
         )
         .expect("complete secret");
         assert!(!format!("{creds:?}").contains("s3cr3t"));
     }
 
+    fn account() -> AzureProviderSettings {
+        AzureProviderSettings {
+            storage_account: Some("acct".into()),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn azure_key_or_sas_and_never_printed() {
-        let key = static_credentials(Cloud::Azure, &secret(&[("accountKey", "a2V5")]), "az", "acct").expect("key");
+        let key = static_credentials(Cloud::Azure, &secret(&[("accountKey", "a2V5")]), "az", &account()).expect("key");
         assert_eq!(
             key,
             ResolvedCredentials::AzureSharedKey {
@@ -353,8 +390,13 @@ mod tests {
             }
         );
         assert!(!format!("{key:?}").contains("a2V5"));
-        let sas =
-            static_credentials(Cloud::Azure, &secret(&[("sasToken", "?sv=1&sig=s3cr3t")]), "az", "acct").expect("sas");
+        let sas = static_credentials(
+            Cloud::Azure,
+            &secret(&[("sasToken", "?sv=1&sig=s3cr3t")]),
+            "az",
+            &account(),
+        )
+        .expect("sas");
         assert_eq!(
             sas,
             ResolvedCredentials::AzureSas {
@@ -362,14 +404,52 @@ mod tests {
             }
         );
         assert!(!format!("{sas:?}").contains("s3cr3t"));
-        let none = static_credentials(Cloud::Azure, &secret(&[]), "az", "acct").expect_err("empty");
+        let none = static_credentials(Cloud::Azure, &secret(&[]), "az", &account()).expect_err("empty");
         assert_eq!(none.reason(), Reason::CredentialsInvalid);
     }
 
     #[test]
+    fn azure_service_principal_from_the_secret_or_the_provider_config() {
+        let guid = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let full = secret(&[("tenantId", guid), ("clientId", "app"), ("clientSecret", "s3cr3t")]);
+        let sp = static_credentials(Cloud::Azure, &full, "az", &account()).expect("service principal");
+        assert_eq!(
+            sp,
+            ResolvedCredentials::AzureClientSecret {
+                tenant_id: guid.into(),
+                client_id: "app".into(),
+                secret: "s3cr3t".into()
+            }
+        );
+        assert!(!format!("{sp:?}").contains("s3cr3t"));
+        // IDs are not secret: they may sit in the ProviderConfig, the Secret overriding them.
+        let ids = AzureProviderSettings {
+            tenant_id: Some(guid.into()),
+            client_id: Some("other".into()),
+            ..account()
+        };
+        let only_secret = secret(&[("clientSecret", "s3cr3t"), ("clientId", "app")]);
+        assert!(matches!(
+            static_credentials(Cloud::Azure, &only_secret, "az", &ids),
+            Ok(ResolvedCredentials::AzureClientSecret { client_id, .. }) if client_id == "app"
+        ));
+        let no_tenant = static_credentials(Cloud::Azure, &only_secret, "az", &account()).expect_err("no tenant");
+        assert_eq!(no_tenant.reason(), Reason::CredentialsInvalid);
+        assert!(no_tenant.to_string().contains("no tenantId"), "{no_tenant}");
+        let bad = secret(&[("tenantId", "a/b"), ("clientId", "app"), ("clientSecret", "s3cr3t")]);
+        let bad = static_credentials(Cloud::Azure, &bad, "az", &account()).expect_err("bad tenant");
+        assert!(bad.to_string().contains("not an Entra ID"), "{bad}");
+    }
+
+    #[test]
     fn missing_keys_are_named() {
-        let err =
-            static_credentials(Cloud::Aws, &secret(&[("accessKeyId", "AKIA")]), "aws", "").expect_err("incomplete");
+        let err = static_credentials(
+            Cloud::Aws,
+            &secret(&[("accessKeyId", "AKIA")]),
+            "aws",
+            &Default::default(),
+        )
+        .expect_err("incomplete");
         assert_eq!(err.reason(), Reason::CredentialsInvalid);
         assert!(err.to_string().contains("lacks secretAccessKey"), "{err}");
     }

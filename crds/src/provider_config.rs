@@ -46,9 +46,11 @@ pub enum CredentialsSource {
 /// A key set in a Secret of the ProviderConfig's namespace.
 ///
 /// AWS reads `accessKeyId`, `secretAccessKey` and optionally `sessionToken`. Azure reads
-/// `accountKey` (the storage account's shared key, base64 as the portal shows it) or
+/// `accountKey` (the storage account's shared key, base64 as the portal shows it), or
 /// `sasToken` (an account SAS allowing the blob, queue and table services, with or without
-/// the leading `?`); with both, the key is used.
+/// the leading `?`), or an Entra ID service principal: `clientSecret` with `tenantId` and
+/// `clientId` (each may come from `spec.azure` instead). With several, the first in that
+/// order is used.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretRef {
     pub name: String,
@@ -94,6 +96,19 @@ pub struct AzureProviderSettings {
     /// defaults to `https://<storageAccount>.<service>.core.windows.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<AzureEndpoints>,
+    /// Entra ID tenant (directory) ID, for a service principal or workload identity; a
+    /// `tenantId` in the Secret, or `AZURE_TENANT_ID` for workload identity, is used when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Entra ID application (client) ID, as for `tenantId`: lets ProviderConfigs in one
+    /// controller act as different applications federated with its service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Where Entra ID tokens are requested, for sovereign clouds
+    /// (`https://login.microsoftonline.us`, `https://login.chinacloudapi.cn`); defaults to
+    /// `AZURE_AUTHORITY_HOST`, else `https://login.microsoftonline.com`. Must be https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
 }
 
 /// Where each Azure Storage service of the account answers. With path-style addresses

@@ -86,6 +86,10 @@ reasons! {
     ProviderError => Usually,
     /// The cloud refused the credentials permission (HTTP 403); may be granted later.
     AccessDenied => Usually,
+    /// The identity provider (Entra ID) gave no token: it refused the client secret or the
+    /// federated token, or could not be reached. Secrets are rotated and outages pass, so
+    /// it is retried.
+    TokenRequestFailed => Usually,
     /// The bucket still holds objects, so it cannot be deleted.
     BucketNotEmpty => Usually,
     /// A Kubernetes API call (Secret, status) failed.

@@ -39,6 +39,19 @@ pub enum ResolvedCredentials {
     AzureSharedKey { account: String, key: String },
     /// An Azure SAS token (the query string, without `?`), appended to each request.
     AzureSas { token: String },
+    /// An Entra ID service principal: a bearer token got with its client secret.
+    AzureClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: String,
+    },
+    /// Entra ID workload identity: the pod's federated service-account token
+    /// (`AZURE_FEDERATED_TOKEN_FILE`) exchanged for a bearer token; IDs left `None` come
+    /// from `AZURE_TENANT_ID` / `AZURE_CLIENT_ID`.
+    AzureWorkloadIdentity {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+    },
     /// The environment or the pod's workload identity, found by the cloud SDK's default chain.
     Ambient,
 }
@@ -50,6 +63,14 @@ impl fmt::Debug for ResolvedCredentials {
             Self::Static { access_key_id, .. } => write!(f, "Static({access_key_id}, <redacted>)"),
             Self::AzureSharedKey { account, .. } => write!(f, "AzureSharedKey({account}, <redacted>)"),
             Self::AzureSas { .. } => f.write_str("AzureSas(<redacted>)"),
+            Self::AzureClientSecret {
+                tenant_id, client_id, ..
+            } => {
+                write!(f, "AzureClientSecret({tenant_id}, {client_id}, <redacted>)")
+            }
+            Self::AzureWorkloadIdentity { tenant_id, client_id } => {
+                write!(f, "AzureWorkloadIdentity({tenant_id:?}, {client_id:?})")
+            }
             Self::Ambient => f.write_str("Ambient"),
         }
     }

@@ -277,7 +277,31 @@ fn azure_provider(spec: &ProviderConfigSpec) -> Vec<FieldError> {
             ));
         }
     }
+    // Tokens travel to it: never in clear.
+    if let Some(host) = &azure.authority_host
+        && !host.starts_with("https://")
+    {
+        errors.push(FieldError::new(
+            "spec.azure.authorityHost",
+            format!("'{host}' must be an https:// URL, e.g. https://login.microsoftonline.us"),
+        ));
+    }
+    for (field, value) in [("tenantId", &azure.tenant_id), ("clientId", &azure.client_id)] {
+        if let Some(value) = value
+            && !entra_id(value)
+        {
+            errors.push(FieldError::new(
+                format!("spec.azure.{field}"),
+                format!("'{value}' is not an Entra ID: use the GUID (or, for tenantId, the domain) the portal shows"),
+            ));
+        }
+    }
     errors
+}
+
+/// A tenant or client ID: a GUID, or a tenant's domain; both end up in a URL path.
+pub fn entra_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 256 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Longest resync interval: drift should not go unnoticed for more than a day.

@@ -3,9 +3,11 @@
 //! same pipeline), with our own request signing and error classification.
 //!
 //! The official clients accept Entra ID tokens only; a storage account key signs requests in
-//! [`Sign`], a per-try pipeline policy (a SAS token is appended there too).
+//! [`Sign`], a per-try pipeline policy (a SAS token is appended there too, and an Entra ID
+//! token from [`entra`] set as the bearer).
 
 pub mod bucket;
+mod entra;
 pub mod queue;
 pub mod table;
 
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::credentials::Secret;
+use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::error::ErrorKind;
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{ClientOptions, Context, Request, RetryOptions, Transport, Url};
@@ -232,13 +234,23 @@ impl Clients {
                 (sign, None)
             }
             ResolvedCredentials::AzureSas { token } => (Sign::Sas { token: token.clone() }, Some(token.clone())),
-            ResolvedCredentials::Static { .. } | ResolvedCredentials::Ambient => {
+            ResolvedCredentials::Static { .. } => {
                 return Err(CloudError::Rejected {
                     reason: Reason::CredentialsInvalid,
-                    message:
-                        "Azure needs the storage account's accountKey or a sasToken in the ProviderConfig's Secret"
-                            .into(),
+                    message: "Azure needs the storage account's accountKey, a sasToken or an Entra ID clientSecret \
+                              in the ProviderConfig's Secret"
+                        .into(),
                 });
+            }
+            entra @ (ResolvedCredentials::AzureClientSecret { .. }
+            | ResolvedCredentials::AzureWorkloadIdentity { .. }
+            | ResolvedCredentials::Ambient) => {
+                let http = self.http.clone().map_err(|message| CloudError::Rejected {
+                    reason: Reason::InternalError,
+                    message,
+                })?;
+                let credential = entra::credential(entra, &ctx.azure, http)?;
+                (Sign::Bearer { credential }, None)
             }
         };
         let http = self.http.clone().map_err(|message| CloudError::Rejected {
@@ -259,7 +271,7 @@ impl Clients {
                 key: key.clone(),
                 table: true,
             },
-            sas @ Sign::Sas { .. } => sas.clone(),
+            other @ (Sign::Sas { .. } | Sign::Bearer { .. }) => other.clone(),
         };
         let (options, table_options) = (options(sign), options(table_sign));
         Ok(Account {
@@ -337,6 +349,17 @@ impl Failed {
                     code,
                 }
             }
+            // Entra ID refused the secret or federated token, or was unreachable: retried,
+            // since secrets are rotated outside Kubernetes and outages pass.
+            ErrorKind::Credential => Self {
+                status: None,
+                code: None,
+                error: CloudError::Transient {
+                    reason: Reason::TokenRequestFailed,
+                    message: account.scrub(format!("{operation} {name}: Entra ID gave no token: {}", causes(e))),
+                    retry_after: None,
+                },
+            },
             // Refused before sending (a header value, a URL): the same request fails again.
             ErrorKind::DataConversion => Self {
                 status: None,
@@ -452,6 +475,8 @@ enum Sign {
     SharedKey { account: String, key: Secret, table: bool },
     /// A SAS token, appended to the query.
     Sas { token: String },
+    /// An Entra ID bearer token, cached and renewed before it expires by the credential.
+    Bearer { credential: Arc<dyn TokenCredential> },
 }
 
 impl std::fmt::Debug for Sign {
@@ -459,6 +484,7 @@ impl std::fmt::Debug for Sign {
         match self {
             Sign::SharedKey { account, .. } => write!(f, "SharedKey({account}, <redacted>)"),
             Sign::Sas { .. } => f.write_str("Sas(<redacted>)"),
+            Sign::Bearer { .. } => f.write_str("Bearer(<redacted>)"),
         }
     }
 }
@@ -476,6 +502,10 @@ impl Policy for Sign {
                     _ => token.clone(),
                 };
                 url.set_query(Some(&query));
+            }
+            Sign::Bearer { credential } => {
+                let token = credential.get_token(&[entra::STORAGE_SCOPE], None).await?;
+                request.insert_header("authorization", format!("Bearer {}", token.token.secret()));
             }
             Sign::SharedKey { account, key, table } => {
                 request.insert_header(X_MS_DATE, to_rfc7231(&OffsetDateTime::now_utc()));

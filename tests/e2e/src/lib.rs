@@ -6,6 +6,7 @@
 //! (`CLOUDKIT_AWS_ENDPOINT`) and the binary (`CLOUDKIT_BIN`); `scripts/test.sh` sets all
 //! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
 
+pub mod entra;
 pub mod proxy;
 
 use std::fs::File;
@@ -48,6 +49,8 @@ pub struct Harness {
     pub controller_kubeconfig: Option<PathBuf>,
     pub log: PathBuf,
     pub metrics_port: u16,
+    /// Extra environment for the controller started next (workload identity, TLS roots).
+    pub controller_env: Vec<(String, String)>,
 }
 
 impl Harness {
@@ -90,6 +93,7 @@ impl Harness {
             controller_kubeconfig: None,
             log,
             metrics_port: 0,
+            controller_env: Vec::new(),
         };
         h.provider_config("default", &h.endpoint.clone()).await;
         h.start_controller();
@@ -163,6 +167,7 @@ impl Harness {
             ])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
+            .envs(self.controller_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -594,6 +599,23 @@ impl Azurite {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("http client"),
+        }
+    }
+
+    /// The HTTPS Azurite that also takes Entra ID tokens (`--oauth basic`); checked here
+    /// with Shared Key, which it still accepts, over TLS trusting the dev CA.
+    pub fn entra_from_env() -> Self {
+        let plain = Self::from_env();
+        Self {
+            blob: required_env("CLOUDKIT_AZURE_ENTRA_BLOB_ENDPOINT"),
+            queue: required_env("CLOUDKIT_AZURE_ENTRA_QUEUE_ENDPOINT"),
+            table: required_env("CLOUDKIT_AZURE_ENTRA_TABLE_ENDPOINT"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .tls_backend_preconfigured(entra::client_tls())
+                .build()
+                .expect("https client"),
+            ..plain
         }
     }
 
