@@ -10,7 +10,7 @@ use cloudkit_crds::common::ManagedStatus;
 use cloudkit_crds::validation::{FieldError, SpecErrors};
 use cloudkit_crds::{Cloud, DriftPolicy};
 use cloudkit_drift::{FieldDiff, touches};
-use cloudkit_reconcilers::{Observed, OwnerTag, Tagged};
+use cloudkit_reconcilers::{Normalize, Observed, OwnerTag, Tagged};
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -90,7 +90,7 @@ pub enum Decision {
 /// this object puts on what it manages.
 // Each argument is one fact the decision rests on; a struct for them would only move the list.
 #[allow(clippy::too_many_arguments)]
-pub fn decide<S: Serialize + Tagged>(
+pub fn decide<S: Serialize + Clone + Tagged + Normalize>(
     observed: Option<&Observed<S>>,
     desired: &S,
     name: &str,
@@ -161,8 +161,15 @@ pub fn decide<S: Serialize + Tagged>(
 
 /// The one diff, as a Failure when the states cannot be compared. Fields the cloud does
 /// not store (`unobserved`) cannot have drifted, nor be converged: they are left out.
-pub fn diff<S: Serialize>(desired: &S, observed: &S, unobserved: &[&str]) -> Result<Vec<FieldDiff>, Failure> {
-    let mut diffs = cloudkit_drift::diff(desired, observed)
+/// The observed side is first put in the desired one's spelling (`Normalize`).
+pub fn diff<S: Serialize + Clone + Normalize>(
+    desired: &S,
+    observed: &S,
+    unobserved: &[&str],
+) -> Result<Vec<FieldDiff>, Failure> {
+    let mut observed = observed.clone();
+    observed.normalize_to(desired);
+    let mut diffs = cloudkit_drift::diff(desired, &observed)
         .map_err(|e| Failure::stalled(Reason::InternalError, format!("comparing states: {e}")))?;
     diffs.retain(|d| !unobserved.iter().any(|f| touches(std::slice::from_ref(d), f)));
     Ok(diffs)
@@ -260,7 +267,7 @@ mod tests {
     use super::*;
 
     /// A state with free-form fields and tags, as every kind's has.
-    #[derive(Serialize)]
+    #[derive(Serialize, Clone)]
     struct State {
         #[serde(flatten)]
         fields: serde_json::Value,
@@ -274,6 +281,34 @@ mod tests {
         fn tags_mut(&mut self) -> &mut cloudkit_crds::common::Tags {
             &mut self.tags
         }
+    }
+
+    impl Normalize for State {}
+
+    #[test]
+    fn a_kms_key_arn_read_back_for_its_id_is_no_diff() {
+        use cloudkit_reconcilers::bucket::BucketState;
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        let desired = BucketState {
+            versioning: false,
+            tags: Default::default(),
+            public_access_block: Default::default(),
+            encryption_key_id: Some(id.into()),
+            public_access: None,
+            default_encryption_scope: None,
+        };
+        let observed = BucketState {
+            encryption_key_id: Some(format!("arn:aws:kms:us-east-1:111122223333:key/{id}")),
+            ..desired.clone()
+        };
+        assert_eq!(diff(&desired, &observed, &[]).expect("diff"), vec![]);
+        let other = BucketState {
+            encryption_key_id: Some("arn:aws:kms:us-east-1:111122223333:key/another".into()),
+            ..desired.clone()
+        };
+        let d = diff(&desired, &other, &[]).expect("diff");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].path, "encryptionKeyId");
     }
 
     fn state(fields: serde_json::Value) -> State {

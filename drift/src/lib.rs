@@ -5,6 +5,8 @@
 //! state built from the manifest against the state `observe` returned. The same list drives
 //! the update (which fields to converge) and the drift report in status and events.
 
+pub mod normalize;
+
 use serde::Serialize;
 use serde_json::Value;
 

@@ -192,6 +192,25 @@ pub trait Tagged {
     fn tags_mut(&mut self) -> &mut Tags;
 }
 
+/// Observed values that name what the desired ones do in another spelling — ones only
+/// the pair can tell apart, such as a KMS key ID and its ARN — rewritten to the desired
+/// spelling before the one diff (`cloudkit_drift::normalize` holds the rules). Rules that
+/// need one side only are applied where each side is built.
+pub trait Normalize {
+    fn normalize_to(&mut self, _desired: &Self) {}
+}
+
+impl Normalize for bucket::BucketState {
+    fn normalize_to(&mut self, desired: &Self) {
+        self.encryption_key_id =
+            cloudkit_drift::normalize::kms_key(desired.encryption_key_id.as_deref(), self.encryption_key_id.as_deref());
+    }
+}
+impl Normalize for table::TableState {}
+impl Normalize for queue::QueueState {}
+impl Normalize for topic::TopicState {}
+impl Normalize for function::FunctionState {}
+
 /// Implements `Tagged` for states whose `tags` field holds the resource's own tags.
 macro_rules! tagged {
     ($($state:ty),* $(,)?) => {$(
@@ -220,7 +239,7 @@ tagged!(
 /// Every method must be safe to repeat after a crash or retry.
 #[async_trait]
 pub trait ExternalResource: Send + Sync {
-    type State: Serialize + Clone + fmt::Debug + Send + Sync + Tagged;
+    type State: Serialize + Clone + fmt::Debug + Send + Sync + Tagged + Normalize;
 
     /// The live state, or `None` when the resource does not exist.
     async fn observe(&self, name: &str) -> Result<Option<Observed<Self::State>>, CloudError>;

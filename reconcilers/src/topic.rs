@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use cloudkit_crds::Reference;
 use cloudkit_crds::common::{Kind, Tags};
 use cloudkit_crds::topic::{SubscriptionProtocol, TopicSpec};
+use cloudkit_drift::normalize::{self, json_document};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext};
 
@@ -27,7 +27,8 @@ pub struct SubscriptionState {
     #[serde(skip)]
     pub queue_url: Option<String>,
     pub raw_message_delivery: bool,
-    /// Canonical JSON (`canonical_json`), so key order and whitespace never show as drift.
+    /// Canonical JSON (`normalize::json_document`): key order, whitespace and `{}` versus
+    /// none never show as drift.
     pub filter_policy: Option<String>,
     /// Whether the target lets the topic deliver (a queue's access policy, a function's
     /// resource policy); always true for targets that need no grant.
@@ -49,22 +50,6 @@ pub struct TopicState {
 /// `<protocol>:<endpoint>`: what identifies a subscription on every cloud.
 pub fn subscription_key(protocol: &str, endpoint: &str) -> String {
     format!("{protocol}:{endpoint}")
-}
-
-/// JSON text with object keys sorted and no whitespace; `None` when it is not JSON.
-pub fn canonical_json(text: &str) -> Option<String> {
-    fn sorted(value: Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let entries: BTreeMap<String, Value> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-                Value::Object(entries.into_iter().collect())
-            }
-            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-            other => other,
-        }
-    }
-    let value: Value = serde_json::from_str(text).ok()?;
-    serde_json::to_string(&sorted(value)).ok()
 }
 
 impl TopicState {
@@ -92,11 +77,7 @@ impl TopicState {
                     (s.endpoint.clone().unwrap_or_default(), None)
                 }
             };
-            let filter_policy = s
-                .filter_policy
-                .as_deref()
-                // Validation has rejected anything that is not JSON; keep the text otherwise.
-                .map(|p| canonical_json(p).unwrap_or_else(|| p.to_owned()));
+            let filter_policy = json_document(s.filter_policy.as_deref());
             subscriptions.insert(
                 subscription_key(s.protocol.as_str(), &endpoint),
                 SubscriptionState {
@@ -112,7 +93,7 @@ impl TopicState {
         let aws = spec.aws.clone().unwrap_or_default();
         Ok(Self {
             fifo: spec.fifo,
-            display_name: spec.display_name.clone().unwrap_or_default(),
+            display_name: normalize::text_or_empty(spec.display_name.as_deref()),
             content_based_deduplication: aws.content_based_deduplication,
             tags: spec.tags.clone(),
             subscriptions,
@@ -234,16 +215,6 @@ mod tests {
         ready(&mut deps, Kind::Queue, "q", "arn:aws:sqs:us-east-1:1:q", None);
         let err = TopicState::desired(&s, &deps).expect_err("no URL yet");
         assert!(err.contains("Queue/q has no URL"), "{err}");
-    }
-
-    #[test]
-    fn canonical_json_ignores_key_order_and_whitespace() {
-        assert_eq!(
-            canonical_json("{\"b\": 1, \"a\": [ {\"d\":1, \"c\":2} ]}"),
-            canonical_json("{\"a\":[{\"c\":2,\"d\":1}],\"b\":1}")
-        );
-        assert_eq!(canonical_json("{\"a\": [2, 1]}").as_deref(), Some("{\"a\":[2,1]}"));
-        assert_eq!(canonical_json("{nope"), None);
     }
 
     #[test]

@@ -10,12 +10,13 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::Tag;
 use aws_sdk_sqs::types::QueueAttributeName;
 use cloudkit_crds::topic::SubscriptionProtocol;
+use cloudkit_drift::normalize;
 use cloudkit_drift::{FieldDiff, touches};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{Clients, classify, error_code};
-use crate::topic::{SubscriptionState, TopicState, canonical_json, subscription_key};
+use crate::topic::{SubscriptionState, TopicState, subscription_key};
 use crate::{CloudError, ExternalResource, Observed, Outputs, ProviderContext};
 
 /// What SNS does not tell and the topic backend remembers between reconciles: one per
@@ -234,15 +235,12 @@ fn is_queue_missing<E: aws_sdk_sqs::error::ProvideErrorMetadata>(
 }
 
 fn flag(attrs: &std::collections::HashMap<String, String>, key: &str) -> bool {
-    attrs.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    normalize::flag(attrs.get(key).map(String::as_str))
 }
 
 /// A filter policy as SNS returns it, in the canonical form the desired state uses.
 fn filter_policy(attrs: &std::collections::HashMap<String, String>) -> Option<String> {
-    let text = attrs.get("FilterPolicy").map(|p| p.trim()).filter(|p| !p.is_empty())?;
-    let canonical = canonical_json(text).unwrap_or_else(|| text.to_owned());
-    // `{}` filters nothing, like no policy.
-    (canonical != "{}").then_some(canonical)
+    normalize::json_document(attrs.get("FilterPolicy").map(String::as_str))
 }
 
 pub struct SnsTopic {
@@ -734,7 +732,7 @@ impl ExternalResource for SnsTopic {
         }
         let state = TopicState {
             fifo: flag(&attrs, "FifoTopic"),
-            display_name: attrs.get("DisplayName").cloned().unwrap_or_default(),
+            display_name: normalize::text_or_empty(attrs.get("DisplayName").map(String::as_str)),
             content_based_deduplication: flag(&attrs, "ContentBasedDeduplication"),
             tags,
             subscriptions,
