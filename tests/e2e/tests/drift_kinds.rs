@@ -463,3 +463,83 @@ async fn topic_drift_policies() {
 async fn function_drift_policies() {
     policies::<Function>(Kind::Function).await;
 }
+
+/// The samples (buckets and the event-driven stack), untouched: over a minute of resyncs
+/// every 2 s no object shows drift, no object or Secret is written, and every cloud call
+/// is a read.
+#[tokio::test]
+async fn an_untouched_stack_is_quiet_for_a_minute() {
+    let h = Harness::new("quiet").await;
+    let role = h.iam_role().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let mut manifests = String::new();
+    for file in ["bucket.yaml", "stack.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("sample readable");
+        manifests.push_str(&text.replace("namespace: default", &format!("namespace: {}", h.ns)));
+        manifests.push_str("\n---\n");
+    }
+    // Names unique to this run: moto is shared with other tests and the demo.
+    let manifests = manifests
+        .replace("arn:aws:iam::123456789012:role/cloudkit-sample-lambda", &role)
+        .replace("cloudkit-sample-", &format!("{}-", h.ns));
+    let file = std::env::temp_dir().join(format!("{}-samples.yaml", h.ns));
+    std::fs::write(&file, manifests).expect("write manifests");
+    let out = h.kubectl(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let kinds = ["buckets", "queues", "topics", "tables", "functions"]
+        .map(|k| format!("{k}.cloudkit.dev"))
+        .join(",");
+    let all_ready = || {
+        let out = h.kubectl(&["wait", &kinds, "--all", "--for=condition=Ready", "--timeout=5s"]);
+        out.status.success()
+    };
+    let start = std::time::Instant::now();
+    while !all_ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the samples never all went Ready"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Writes right after Ready (a drift record, the managed-tags annotation) settle first.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let snapshot = || {
+        let out = h.kubectl(&[
+            "get",
+            &format!("{kinds},secrets"),
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {.status.drift}{\"\\n\"}{end}",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = snapshot();
+    assert!(before.lines().count() >= 8, "{before}");
+    let calls_before = h.cloud_calls().await;
+    let reconciles_before: u64 = h.reconciles("Queue").await;
+
+    tokio::time::sleep(Duration::from_secs(60)).await;
+
+    let after = snapshot();
+    assert_eq!(before, after, "an object or Secret was written during a quiet minute");
+    assert!(!after.contains("field"), "drift shown on an untouched stack:\n{after}");
+    let reconciles = h.reconciles("Queue").await - reconciles_before;
+    assert!(
+        reconciles >= 20,
+        "resyncs ran: {reconciles} Queue reconciles in the minute"
+    );
+    let writes: Vec<String> = h
+        .cloud_calls()
+        .await
+        .into_iter()
+        .filter(|(key, n)| calls_before.get(key) != Some(n))
+        .map(|((service, op), _)| format!("{service} {op}"))
+        .filter(|call| {
+            let op = call.split(' ').nth(1).unwrap_or_default();
+            !["Get", "Head", "List", "Describe"].iter().any(|p| op.starts_with(p))
+        })
+        .collect();
+    assert!(writes.is_empty(), "cloud writes during a quiet minute: {writes:?}");
+    let _ = std::fs::remove_file(file);
+}
