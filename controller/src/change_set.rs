@@ -236,8 +236,8 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
         Err(other) => return Err(Change::Refused(other)),
     };
     if let Some(found) = &observed {
-        let applied = crate::shared_tags::applied(obj.annotations());
-        crate::shared_tags::keep_foreign(&mut desired, &found.state, applied.as_ref());
+        let applied = crate::shared_maps::applied(obj.annotations());
+        crate::shared_maps::keep_foreign(&mut desired, &found.state, applied.as_ref());
     }
     let managed = obj.managed();
     if managed.management_policy == Some(cloudkit_crds::ManagementPolicy::ObserveOnly) {

@@ -7,7 +7,9 @@ use std::fmt::Debug;
 use cloudkit_crds::common::Kind;
 use cloudkit_crds::validation::{self, FieldError};
 use cloudkit_crds::{Bucket, Cloud, Function, Managed, Queue, Table, Topic};
-use cloudkit_reconcilers::{CloudError, Clouds, Dependencies, ExternalResource, Normalize, ProviderContext, Tagged};
+use cloudkit_reconcilers::{
+    CloudError, Clouds, Dependencies, ExternalResource, Normalize, ProviderContext, SharedMaps, Tagged,
+};
 use futures::future::BoxFuture;
 use kube::ResourceExt;
 use serde::Serialize;
@@ -17,7 +19,7 @@ use crate::references;
 pub type Backend<S> = Box<dyn ExternalResource<State = S>>;
 
 pub trait ManagedKind: Managed {
-    type State: Serialize + Clone + Debug + Send + Sync + Tagged + Normalize + 'static;
+    type State: Serialize + Clone + Debug + Send + Sync + Tagged + Normalize + SharedMaps + 'static;
     const KIND: Kind;
 
     /// Problems with the spec for this cloud; `name_field` says where `name` came from.

@@ -18,7 +18,7 @@ mod provider_config;
 mod reconcile;
 mod recovery;
 mod references;
-mod shared_tags;
+mod shared_maps;
 mod status;
 
 use std::net::SocketAddr;

@@ -2,7 +2,6 @@
 //! create or update from one diff, write status only when it changed, delete on cleanup.
 
 use cloudkit_crds::reason::Reason;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
 use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus, ManagementPolicy};
 use cloudkit_drift::FieldDiff;
-use cloudkit_reconcilers::{CloudError, Clouds, Outputs, Tagged};
+use cloudkit_reconcilers::{CloudError, Clouds, Outputs, SharedMaps, Tagged};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -27,7 +26,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider, recovery, shared_tags};
+use crate::{connection_secret, identity, provider, recovery, shared_maps};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
@@ -229,13 +228,13 @@ async fn sync<K: ManagedKind>(
     let backend = K::backend(&provider.ctx, &ctx.clouds).await?;
     let owner = backend.owner_tag(&obj.owner(&ctx.cluster));
     let mut desired = decide::desired(obj, &ctx.stores, &owner)?;
-    let requested: BTreeSet<String> = desired.tags().keys().cloned().collect();
-    let applied_tags = shared_tags::applied(obj.annotations());
+    let requested = desired.shared_keys();
+    let applied_keys = shared_maps::applied(obj.annotations());
     let adopt = managed.external_name.is_some();
     let mut created = false;
     let mut observed = backend.observe(name).await?;
     if let Some(found) = &observed {
-        shared_tags::keep_foreign(&mut desired, &found.state, applied_tags.as_ref());
+        shared_maps::keep_foreign(&mut desired, &found.state, applied_keys.as_ref());
     }
     if managed.management_policy == Some(ManagementPolicy::ObserveOnly) {
         let seen = Seen {
@@ -331,7 +330,7 @@ async fn sync<K: ManagedKind>(
         })?);
         if let Some(found) = &observed {
             // Tags the cloud itself put on the new resource are not ours to remove.
-            shared_tags::keep_foreign(&mut desired, &found.state, Some(&requested));
+            shared_maps::keep_foreign(&mut desired, &found.state, Some(&requested));
         }
         decision = decide::decide(
             observed.as_ref(),
@@ -435,7 +434,7 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
-    shared_tags::record(api, obj, &requested).await?;
+    shared_maps::record(api, obj, &requested).await?;
     if adopted {
         identity::adopted(api, obj, name, &now()).await?;
     } else if !created {

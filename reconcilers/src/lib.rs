@@ -192,6 +192,54 @@ pub trait Tagged {
     fn tags_mut(&mut self) -> &mut Tags;
 }
 
+/// Keys of a map-valued field, by field (`tags`, `env`, …).
+pub type SharedKeys = BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// Map-valued fields others write to as well — tags (AWS Backup, tag policies), a Lambda's
+/// environment (tracing tools), a topic's subscriptions (other teams' queues), a function's
+/// queue triggers — of which CloudKit manages only the keys it set.
+pub trait SharedMaps {
+    /// Each shared field (named as in the diff) and the keys this state holds in it.
+    fn shared_keys(&self) -> SharedKeys;
+    /// Copies into this state the entries of `observed` it lacks that `foreign(field, key)`
+    /// says CloudKit does not manage, so the diff never sees them and an update that
+    /// replaces the whole map writes them back as they were.
+    fn keep_foreign(&mut self, observed: &Self, foreign: &dyn Fn(&str, &str) -> bool);
+}
+
+fn copy_foreign<V: Clone>(
+    field: &str,
+    desired: &mut BTreeMap<String, V>,
+    observed: &BTreeMap<String, V>,
+    foreign: &dyn Fn(&str, &str) -> bool,
+) {
+    for (key, value) in observed {
+        if !desired.contains_key(key) && foreign(field, key) {
+            desired.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+macro_rules! shared_maps {
+    ($($state:ty { $($field:literal => $member:ident),* }),* $(,)?) => {$(
+        impl SharedMaps for $state {
+            fn shared_keys(&self) -> SharedKeys {
+                SharedKeys::from([$(($field.to_owned(), self.$member.keys().cloned().collect())),*])
+            }
+            fn keep_foreign(&mut self, observed: &Self, foreign: &dyn Fn(&str, &str) -> bool) {
+                $(copy_foreign($field, &mut self.$member, &observed.$member, foreign);)*
+            }
+        }
+    )*};
+}
+shared_maps!(
+    bucket::BucketState { "tags" => tags },
+    table::TableState { "tags" => tags },
+    queue::QueueState { "tags" => tags },
+    topic::TopicState { "tags" => tags, "subscriptions" => subscriptions },
+    function::FunctionState { "tags" => tags, "env" => env, "queueTriggers" => queue_triggers },
+);
+
 /// Observed values that name what the desired ones do in another spelling — ones only
 /// the pair can tell apart, such as a KMS key ID and its ARN — rewritten to the desired
 /// spelling before the one diff (`cloudkit_drift::normalize` holds the rules). Rules that
@@ -239,7 +287,7 @@ tagged!(
 /// Every method must be safe to repeat after a crash or retry.
 #[async_trait]
 pub trait ExternalResource: Send + Sync {
-    type State: Serialize + Clone + fmt::Debug + Send + Sync + Tagged + Normalize;
+    type State: Serialize + Clone + fmt::Debug + Send + Sync + Tagged + Normalize + SharedMaps;
 
     /// The live state, or `None` when the resource does not exist.
     async fn observe(&self, name: &str) -> Result<Option<Observed<Self::State>>, CloudError>;

@@ -391,7 +391,8 @@ impl SnsTopic {
         };
         Ok(Some(SubscriptionState {
             // Only desired states' protocols are read; a protocol CloudKit does not manage
-            // (sms, http…) is already told apart by its key, and only ever unsubscribed.
+            // (sms, http…) is already told apart by its key, and kept as a foreign entry
+            // unless CloudKit made it.
             protocol: live.protocol.unwrap_or(SubscriptionProtocol::Https),
             endpoint: live.endpoint.clone(),
             queue_url: None,

@@ -543,3 +543,110 @@ async fn an_untouched_stack_is_quiet_for_a_minute() {
     assert!(writes.is_empty(), "cloud writes during a quiet minute: {writes:?}");
     let _ = std::fs::remove_file(file);
 }
+
+async fn lambda_env(h: &Harness, name: &str) -> std::collections::BTreeMap<String, String> {
+    let out = h
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .expect("GetFunctionConfiguration");
+    out.environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+async fn topic_endpoints(h: &Harness, arn: &str) -> Vec<String> {
+    let out = h
+        .sns
+        .list_subscriptions_by_topic()
+        .topic_arn(arn)
+        .send()
+        .await
+        .expect("ListSubscriptionsByTopic");
+    let mut e: Vec<String> = out
+        .subscriptions()
+        .iter()
+        .filter_map(|s| s.endpoint().map(str::to_owned))
+        .collect();
+    e.sort();
+    e
+}
+
+/// Other tools' environment variables on a function and other teams' subscriptions to a
+/// topic are theirs: kept through resyncs and manifest changes, never reported; what
+/// CloudKit set and the manifest drops is removed.
+#[tokio::test]
+async fn foreign_env_vars_and_subscriptions_are_left_alone() {
+    let h = Harness::new("shared-maps").await;
+    let name = h.bucket_name("shared");
+    let mut spec = Kind::Function.spec(&h).await;
+    spec["env"] = json!([{"name": "LOG", "value": "info"}, {"name": "MODE", "value": "a"}]);
+    h.apply::<Function>(&name, spec.clone()).await;
+    h.wait::<Function>(&name, "Ready", at_generation(1)).await;
+    // A tracing tool instruments the function.
+    let mut instrumented = lambda_env(&h, &name).await;
+    instrumented.insert("DD_TRACE_ENABLED".into(), "true".into());
+    h.lambda
+        .update_function_configuration()
+        .function_name(&name)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(instrumented.clone().into_iter().collect()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateFunctionConfiguration");
+
+    // A topic with one subscription of ours; another team subscribes its endpoint directly.
+    let topic = h.bucket_name("shared-topic");
+    let ours = json!({"subscriptions": [{"protocol": "Https", "endpoint": "https://ours.example.com/hook"}]});
+    h.apply::<Topic>(&topic, ours).await;
+    h.wait::<Topic>(&topic, "Ready", at_generation(1)).await;
+    let topic_arn = Kind::Topic.arn(&h, &topic).await.expect("topic ARN");
+    h.sns
+        .subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("https")
+        .endpoint("https://theirs.example.com/hook")
+        .send()
+        .await
+        .expect("Subscribe");
+    // Resyncs every 2 s leave both alone and report nothing.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(lambda_env(&h, &name).await, instrumented);
+    assert_eq!(
+        topic_endpoints(&h, &topic_arn).await,
+        ["https://ours.example.com/hook", "https://theirs.example.com/hook"]
+    );
+    let f: Function = h.api::<Function>().get(&name).await.expect("get");
+    assert!(drift_fields(&f).is_empty() && !is_true(&f, "Drifted"), "{:?}", f.status);
+    let t: Topic = h.api::<Topic>().get(&topic).await.expect("get");
+    assert!(drift_fields(&t).is_empty(), "{:?}", t.status);
+
+    // The manifest changes one of its variables and drops another: the foreign one stays.
+    spec["env"] = json!([{"name": "LOG", "value": "debug"}]);
+    h.apply::<Function>(&name, spec).await;
+    h.wait::<Function>(&name, "Ready at generation 2", at_generation(2))
+        .await;
+    eventually("the manifest's env applied, the tool's kept", || async {
+        lambda_env(&h, &name).await
+            == std::collections::BTreeMap::from([
+                ("LOG".to_owned(), "debug".to_owned()),
+                ("DD_TRACE_ENABLED".to_owned(), "true".to_owned()),
+            ])
+    })
+    .await;
+    // The topic drops its own subscription: only the other team's remains.
+    h.apply::<Topic>(&topic, json!({"subscriptions": []})).await;
+    h.wait::<Topic>(&topic, "Ready at generation 2", at_generation(2)).await;
+    eventually("ours unsubscribed, theirs kept", || async {
+        topic_endpoints(&h, &topic_arn).await == ["https://theirs.example.com/hook"]
+    })
+    .await;
+}
