@@ -809,6 +809,20 @@ impl Azurite {
         assert_eq!(r.status, 201, "PutBlob {container}/{blob}: {}", r.body);
     }
 
+    pub async fn delete_container(&self, name: &str) {
+        let r = self
+            .send(
+                AzureService::Blob,
+                "DELETE",
+                &format!("/{name}"),
+                &[("restype", "container")],
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 202, "DeleteContainer {name}: {}", r.body);
+    }
+
     pub async fn delete_blob(&self, container: &str, blob: &str) {
         let r = self
             .send(

@@ -364,3 +364,53 @@ async fn aws_and_azure_buckets_side_by_side() {
     h.wait_gone(&on_azure).await;
     assert!(!az.container_exists(&on_azure).await);
 }
+
+/// Drift policies on Azure: `Report` leaves metadata changed in Azure and names the field;
+/// metadata another tool added (Azure Policy) is neither removed nor reported; a container
+/// deleted in Azure under `Report` is reported, not made again.
+#[tokio::test]
+async fn azure_report_keeps_the_change_and_foreign_metadata() {
+    let h = Harness::new("azreport").await;
+    let az = h.azure_provider_config("azure", None).await;
+    let name = h.azure_name("reported", false);
+    h.apply_bucket(
+        &name,
+        json!({"providerConfigRef": {"name": "azure"}, "driftPolicy": "Report", "tags": {"team": "a"}}),
+    )
+    .await;
+    h.wait_bucket(&name, "Ready", ready_at_generation).await;
+    let owner = metadata(&az, &name)
+        .await
+        .get("cloudkit_owner")
+        .cloned()
+        .unwrap_or_default();
+    az.set_container_metadata(
+        &name,
+        &[
+            ("team", "edited"),
+            ("policy", "tagged-by-azure-policy"),
+            ("cloudkit_owner", &owner),
+        ],
+    )
+    .await;
+    let b = h.wait_bucket(&name, "Drifted", |b| is_true(b, "Drifted")).await;
+    let fields: Vec<&str> = b
+        .status
+        .as_ref()
+        .expect("status")
+        .drift
+        .iter()
+        .map(|d| d.field.as_str())
+        .collect();
+    assert_eq!(fields, ["tags.team"], "the foreign key is not drift");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let m = metadata(&az, &name).await;
+    assert!(
+        has_tags(&m, &[("team", "edited"), ("policy", "tagged-by-azure-policy")]),
+        "{m:?}"
+    );
+
+    az.delete_container(&name).await;
+    h.wait_stalled(&name, "ExternalResourceMissing").await;
+    assert!(!az.container_exists(&name).await, "Report does not make it again");
+}
