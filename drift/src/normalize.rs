@@ -71,15 +71,6 @@ pub fn kms_key(desired: Option<&str>, observed: Option<&str>) -> Option<String> 
     }
 }
 
-/// An enum value a cloud returns in its own case (`BLOB`, `blob`) as the manifest's
-/// spelling of it, from the values the field allows; `None` when it is none of them.
-pub fn enum_value<'a>(observed: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    allowed
-        .iter()
-        .copied()
-        .find(|a| a.eq_ignore_ascii_case(observed.trim()))
-}
-
 /// A boolean a cloud returns as text (`"true"`, `"True"`, `"TRUE"`); anything else — absent
 /// included — is false, the default of every such flag.
 pub fn flag(observed: Option<&str>) -> bool {
@@ -144,13 +135,6 @@ mod tests {
         // Nothing observed, or nothing desired: the observed value as it is.
         assert_eq!(kms_key(Some(id), None), None);
         assert_eq!(kms_key(None, Some(id)).as_deref(), Some(id));
-    }
-
-    #[test]
-    fn enum_case_is_the_manifests() {
-        assert_eq!(enum_value("BLOB", &["Blob", "Container"]), Some("Blob"));
-        assert_eq!(enum_value("container", &["Blob", "Container"]), Some("Container"));
-        assert_eq!(enum_value("private", &["Blob", "Container"]), None);
     }
 
     #[test]

@@ -217,6 +217,10 @@ impl Clients {
             }
             Ok(url)
         };
+        let http = self.http.clone().map_err(|message| CloudError::Rejected {
+            reason: Reason::InternalError,
+            message,
+        })?;
         let (sign, sas) = match &ctx.credentials {
             ResolvedCredentials::AzureSharedKey { account, key } => {
                 // The key must decode, or every request fails with a message about HMAC.
@@ -245,18 +249,10 @@ impl Clients {
             entra @ (ResolvedCredentials::AzureClientSecret { .. }
             | ResolvedCredentials::AzureWorkloadIdentity { .. }
             | ResolvedCredentials::Ambient) => {
-                let http = self.http.clone().map_err(|message| CloudError::Rejected {
-                    reason: Reason::InternalError,
-                    message,
-                })?;
-                let credential = entra::credential(entra, &ctx.azure, http)?;
+                let credential = entra::credential(entra, &ctx.azure, http.clone())?;
                 (Sign::Bearer { credential }, None)
             }
         };
-        let http = self.http.clone().map_err(|message| CloudError::Rejected {
-            reason: Reason::InternalError,
-            message,
-        })?;
         let options = |sign: Sign| ClientOptions {
             transport: Some(Transport::new(http.clone())),
             // The controller's loop retries with backoff and counts each request; the SDK's
