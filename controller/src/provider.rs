@@ -159,6 +159,9 @@ pub async fn from_config(
                 ),
             ));
         }
+        // Lends no identity, so the operator's ambient allow-list does not apply; validation
+        // allows it only for GCP with an emulator endpoint.
+        CredentialsSource::Anonymous => ResolvedCredentials::Anonymous,
         CredentialsSource::Environment | CredentialsSource::WorkloadIdentity if ambient.allows(namespace) => {
             ResolvedCredentials::Ambient
         }
@@ -176,7 +179,9 @@ pub async fn from_config(
     };
     let region = match spec.provider {
         Cloud::Aws => spec.region.clone().unwrap_or_else(|| DEFAULT_AWS_REGION.to_owned()),
-        Cloud::Azure | Cloud::Gcp => spec.region.clone().unwrap_or_default(),
+        Cloud::Azure => spec.region.clone().unwrap_or_default(),
+        // Where buckets are made; status.region shows it.
+        Cloud::Gcp => spec.gcp.as_ref().and_then(|g| g.location.clone()).unwrap_or_default(),
     };
     let resync = match &spec.resync_interval {
         Some(text) => validation::parse_duration(text).unwrap_or(DEFAULT_RESYNC),
@@ -270,12 +275,16 @@ fn static_credentials(
                 ),
             )),
         },
-        other => Err(Failure::stalled(
-            Reason::UnsupportedForProvider,
-            format!(
-                "credentials from a Secret are not supported for {other} yet: use source Environment or WorkloadIdentity"
-            ),
-        )),
+        Cloud::Gcp => match get("serviceAccountKey") {
+            Some(key) => Ok(ResolvedCredentials::GcpServiceAccount { key }),
+            None => Err(Failure::stalled(
+                Reason::CredentialsInvalid,
+                format!(
+                    "Secret '{name}' lacks serviceAccountKey: GCP credentials from a Secret are a service account's \
+                     JSON key file under that key"
+                ),
+            )),
+        },
     }
 }
 
@@ -364,6 +373,16 @@ mod tests {
         assert!(!format!("{sas:?}").contains("s3cr3t"));
         let none = static_credentials(Cloud::Azure, &secret(&[]), "az", "acct").expect_err("empty");
         assert_eq!(none.reason(), Reason::CredentialsInvalid);
+    }
+
+    #[test]
+    fn gcp_service_account_key_is_read_and_never_printed() {
+        let key = r#"{"type": "service_account", "private_key": "s3cr3t"}"#;
+        let creds = static_credentials(Cloud::Gcp, &secret(&[("serviceAccountKey", key)]), "gcp", "").expect("a key");
+        assert_eq!(creds, ResolvedCredentials::GcpServiceAccount { key: key.into() });
+        assert!(!format!("{creds:?}").contains("s3cr3t"));
+        let none = static_credentials(Cloud::Gcp, &secret(&[]), "gcp", "").expect_err("empty");
+        assert!(none.to_string().contains("serviceAccountKey"), "{none}");
     }
 
     #[test]

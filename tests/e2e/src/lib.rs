@@ -6,6 +6,7 @@
 //! (`CLOUDKIT_AWS_ENDPOINT`) and the binary (`CLOUDKIT_BIN`); `scripts/test.sh` sets all
 //! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
 
+pub mod gcp;
 pub mod proxy;
 
 use std::fs::File;
@@ -26,7 +27,7 @@ use serde_json::{Value, json};
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn required_env(name: &str) -> String {
+pub(crate) fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the e2e tests through scripts/test.sh, or export KUBECONFIG, CLOUDKIT_AWS_ENDPOINT and CLOUDKIT_BIN")
     })
@@ -413,7 +414,7 @@ impl Drop for Harness {
     }
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, body: Value)
+pub(crate) async fn apply<K>(api: &Api<K>, name: &str, body: Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

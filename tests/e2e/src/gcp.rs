@@ -1,0 +1,215 @@
+//! The GCP emulators the dev environment starts, checked with clients of the tests' own
+//! (raw JSON over HTTP), written apart from the controller's on purpose.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cloudkit_crds::ProviderConfig;
+use kube::Api;
+use serde_json::{Value, json};
+
+use crate::{Harness, apply, required_env};
+
+/// The GCP emulators' endpoints and project, from the env file `scripts/dev-env.sh` writes.
+/// Pub/Sub and Bigtable are `None` when their emulator is not installed.
+#[derive(Clone)]
+pub struct Gcp {
+    pub project: String,
+    pub storage: String,
+    pub pubsub: Option<String>,
+    pub bigtable: Option<String>,
+    http: reqwest::Client,
+}
+
+/// One HTTP answer: its status and JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct GcpResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Gcp {
+    pub fn from_env() -> Self {
+        let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            project: required_env("CLOUDKIT_GCP_PROJECT"),
+            storage: required_env("CLOUDKIT_GCP_STORAGE_ENDPOINT"),
+            pubsub: optional("CLOUDKIT_GCP_PUBSUB_ENDPOINT"),
+            bigtable: optional("CLOUDKIT_GCP_BIGTABLE_ENDPOINT"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// The Pub/Sub endpoint, or `None` after saying loudly that the test is skipped.
+    pub fn pubsub_or_skip(&self, test: &str) -> Option<String> {
+        if self.pubsub.is_none() {
+            eprintln!(
+                "\n!!! SKIPPED {test}: no Pub/Sub emulator (CLOUDKIT_GCP_PUBSUB_ENDPOINT unset: \
+                 /usr/lib/google-cloud-sdk/platform/pubsub-emulator or java is missing) !!!\n"
+            );
+        }
+        self.pubsub.clone()
+    }
+
+    /// The Bigtable endpoint, or `None` after saying loudly that the test is skipped.
+    pub fn bigtable_or_skip(&self, test: &str) -> Option<String> {
+        if self.bigtable.is_none() {
+            eprintln!(
+                "\n!!! SKIPPED {test}: no Bigtable emulator (CLOUDKIT_GCP_BIGTABLE_ENDPOINT unset: \
+                 /usr/lib/google-cloud-sdk/platform/bigtable-emulator is missing) !!!\n"
+            );
+        }
+        self.bigtable.clone()
+    }
+
+    /// One JSON request to `base` + `path`.
+    pub async fn send(&self, method: reqwest::Method, url: String, body: Option<Value>) -> GcpResponse {
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        GcpResponse {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The bucket resource as GCS returns it, or `None` (404).
+    pub async fn bucket(&self, name: &str) -> Option<Value> {
+        let r = self
+            .send(
+                reqwest::Method::GET,
+                format!("{}/storage/v1/b/{name}", self.storage),
+                None,
+            )
+            .await;
+        match r.status {
+            200 => Some(r.body),
+            404 => None,
+            other => panic!("GET bucket {name}: HTTP {other}: {}", r.body),
+        }
+    }
+
+    pub async fn bucket_exists(&self, name: &str) -> bool {
+        self.bucket(name).await.is_some()
+    }
+
+    /// The bucket's labels; a label the emulator keeps as `null` after a patch removed it
+    /// counts as absent, as on GCS.
+    pub async fn labels(&self, name: &str) -> BTreeMap<String, String> {
+        let bucket = self
+            .bucket(name)
+            .await
+            .unwrap_or_else(|| panic!("bucket {name} exists"));
+        bucket["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Creates a bucket outside CloudKit; labels by a patch after, as the emulator ignores
+    /// them on create.
+    pub async fn create_bucket(&self, name: &str, labels: Value) {
+        let r = self
+            .send(
+                reqwest::Method::POST,
+                format!("{}/storage/v1/b?project={}", self.storage, self.project),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "insert bucket {name}: {}", r.body);
+        self.patch_bucket(name, json!({"labels": labels})).await;
+    }
+
+    /// A change made in GCS directly, behind CloudKit's back.
+    pub async fn patch_bucket(&self, name: &str, body: Value) {
+        let r = self
+            .send(
+                reqwest::Method::PATCH,
+                format!("{}/storage/v1/b/{name}", self.storage),
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, 200, "patch bucket {name}: {}", r.body);
+    }
+
+    pub async fn put_object(&self, bucket: &str, object: &str, content: &str) {
+        let url = format!(
+            "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={object}",
+            self.storage
+        );
+        let r = self
+            .http
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(content.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(r.status().is_success(), "upload {bucket}/{object}: {}", r.status());
+    }
+
+    pub async fn delete_object(&self, bucket: &str, object: &str) {
+        let r = self
+            .send(
+                reqwest::Method::DELETE,
+                format!("{}/storage/v1/b/{bucket}/o/{object}", self.storage),
+                None,
+            )
+            .await;
+        assert!((200..300).contains(&r.status), "delete {bucket}/{object}: {}", r.status);
+    }
+}
+
+impl Harness {
+    /// A GCP ProviderConfig for the emulators (anonymous credentials, location US, every
+    /// emulator endpoint the env file names), resyncing every 2s. `endpoint`, when given,
+    /// replaces every service endpoint (a CountingEndpoint to prove no call is made).
+    pub async fn gcp_provider_config(&self, name: &str, endpoint: Option<&str>) -> Gcp {
+        let gcp = Gcp::from_env();
+        let mut endpoints = serde_json::Map::new();
+        let services = [
+            ("storage", Some(gcp.storage.clone())),
+            ("pubsub", gcp.pubsub.clone()),
+            ("bigtable", gcp.bigtable.clone()),
+        ];
+        for (service, url) in services {
+            if let Some(url) = endpoint.map(str::to_owned).or(url) {
+                endpoints.insert(service.to_owned(), json!(url));
+            }
+        }
+        let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
+        apply(
+            &api,
+            name,
+            json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
+                "spec": {
+                    "provider": "gcp", "resyncInterval": "2s",
+                    "credentials": {"source": "Anonymous"},
+                    "gcp": {"project": gcp.project, "location": "US", "endpoints": endpoints}
+                }
+            }),
+        )
+        .await;
+        gcp
+    }
+
+    /// A name for a resource in the emulators, unique to this test: bucket names are global,
+    /// and all tests share the emulators.
+    pub fn gcp_name(&self, short: &str) -> String {
+        format!("{}-{short}", self.ns)
+    }
+}
