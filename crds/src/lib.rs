@@ -107,8 +107,8 @@ macro_rules! impl_managed {
 
 impl_managed!(Bucket, aws => Cloud::Aws, azure => Cloud::Azure, gcp => Cloud::Gcp);
 impl_managed!(Table, aws => Cloud::Aws, gcp => Cloud::Gcp);
-impl_managed!(Queue, aws => Cloud::Aws);
-impl_managed!(Topic, aws => Cloud::Aws);
+impl_managed!(Queue, aws => Cloud::Aws, gcp => Cloud::Gcp);
+impl_managed!(Topic, aws => Cloud::Aws, gcp => Cloud::Gcp);
 impl_managed!(Function, aws => Cloud::Aws);
 
 /// Every CRD CloudKit serves, in a stable order.

@@ -516,6 +516,23 @@ fn gcs_bucket_name(name: &str) -> Option<String> {
     None
 }
 
+/// Pub/Sub topic and subscription names (the last part of `projects/<p>/topics/<name>`).
+pub(crate) fn pubsub_name(name: &str) -> Option<String> {
+    if !(3..=255).contains(&name.len()) {
+        return Some("must be 3 to 255 characters long".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Some("must start with a letter".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~+%".contains(c)) {
+        return Some("use only letters, digits and - _ . ~ + %".into());
+    }
+    if name.starts_with("goog") {
+        return Some("must not start with 'goog'".into());
+    }
+    None
+}
+
 /// Tag keys CloudKit writes itself (`cloudkit.dev/owner`, a function's code record).
 pub const RESERVED_TAG_PREFIX: &str = "cloudkit.dev/";
 /// The same on Azure, whose metadata keys cannot hold `.` or `/` (`cloudkit_owner`).

@@ -1,11 +1,15 @@
 //! GCP: one project per ProviderConfig. Cloud Storage is reached over its JSON API by a thin
-//! client of ours on the shared reqwest client; credentials come from the official
+//! client of ours on the shared reqwest client, Pub/Sub by the official `google-cloud-pubsub`
+//! (gRPC); credentials come from the official
 //! `google-cloud-auth` (a service account key, application default credentials / workload
 //! identity, or none for an emulator).
 //!
 //! Why not a storage crate: see docs/gcp.md ("Why these crates").
 
 pub mod bucket;
+mod pubsub;
+pub mod queue;
+pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,6 +68,8 @@ pub struct Project {
     /// `None`: anonymous, only allowed towards an endpoint override.
     credentials: Option<Credentials>,
     http: Arc<reqwest::Client>,
+    /// Pub/Sub admin clients, made at first use.
+    pubsub: tokio::sync::OnceCell<pubsub::Admin>,
     observer: CallObserver,
 }
 
@@ -282,6 +288,7 @@ impl Clients {
             endpoints,
             credentials,
             http,
+            pubsub: tokio::sync::OnceCell::new(),
             observer: self.observer.clone(),
         })
     }
