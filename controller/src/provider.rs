@@ -196,6 +196,7 @@ pub async fn from_config(
         aws: spec.aws.clone().unwrap_or_default(),
         azure: spec.azure.clone().unwrap_or_default(),
         gcp: spec.gcp.clone().unwrap_or_default(),
+        gcp_instance: None,
     };
     Ok(ResolvedProvider {
         ctx,
@@ -308,6 +309,7 @@ mod tests {
             aws: Default::default(),
             azure: Default::default(),
             gcp: Default::default(),
+            gcp_instance: None,
         };
         let gone = Failure::waiting(Reason::CredentialsNotFound, "gone", RECHECK);
         assert_eq!(last.instead_of("ns", "default", &gone), None);

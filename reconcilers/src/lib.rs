@@ -77,6 +77,9 @@ pub struct ProviderContext {
     pub aws: AwsProviderSettings,
     pub azure: AzureProviderSettings,
     pub gcp: GcpProviderSettings,
+    /// The Bigtable instance of the object being reconciled (`spec.gcp.instance` of a
+    /// Table), set by the controller; `None` for every other object.
+    pub gcp_instance: Option<String>,
 }
 
 impl ProviderContext {
@@ -90,7 +93,13 @@ impl ProviderContext {
                 "azure account {}",
                 self.azure.storage_account.as_deref().unwrap_or("(unset)")
             ),
-            Cloud::Gcp => format!("gcp project {}", self.gcp.project.as_deref().unwrap_or("(unset)")),
+            Cloud::Gcp => match &self.gcp_instance {
+                Some(instance) => format!(
+                    "gcp project {} instance {instance}",
+                    self.gcp.project.as_deref().unwrap_or("(unset)")
+                ),
+                None => format!("gcp project {}", self.gcp.project.as_deref().unwrap_or("(unset)")),
+            },
         };
         // Azure's and GCP's services each have an endpoint; any override moves the resources.
         let endpoint = match (&self.endpoint, &self.azure.endpoints, &self.gcp.endpoints) {

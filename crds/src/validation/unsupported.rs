@@ -138,6 +138,9 @@ fn gcp_queue(spec: &QueueSpec) -> Vec<FieldError> {
 /// delete lock or tags on a table.
 pub fn table(spec: &TableSpec, cloud: Cloud) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    if cloud == Cloud::Gcp {
+        return gcp_table(spec);
+    }
     if cloud != Cloud::Azure {
         return errors;
     }
@@ -224,6 +227,43 @@ pub fn topic(spec: &TopicSpec, cloud: Cloud) -> Vec<FieldError> {
     errors
 }
 
+/// Table fields a Bigtable table does not have: capacity is the instance's (its nodes), and
+/// there are no secondary indexes, expiry attribute or labels on a table. Deletion
+/// protection exists on Bigtable but is not managed by CloudKit yet.
+fn gcp_table(spec: &TableSpec) -> Vec<FieldError> {
+    [
+        (
+            "spec.billing.mode",
+            spec.billing.mode == BillingMode::Provisioned,
+            "capacity is the instance's (its nodes), not the table's: use OnDemand",
+        ),
+        (
+            "spec.ttlAttribute",
+            spec.ttl_attribute.is_some(),
+            "cells expire by the garbage-collection policy of their column family, not by an attribute",
+        ),
+        (
+            "spec.globalSecondaryIndexes",
+            !spec.global_secondary_indexes.is_empty(),
+            "Bigtable indexes the row key only",
+        ),
+        (
+            "spec.deletionProtection",
+            spec.deletion_protection,
+            "not managed on GCP by CloudKit yet",
+        ),
+        (
+            "spec.tags",
+            !spec.tags.is_empty(),
+            "a Bigtable table has no labels (label the instance instead)",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, set, _)| *set)
+    .map(|(field, _, why)| on_gcp(field, &format!("{why}; remove it")))
+    .collect()
+}
+
 /// No Azure backend yet: the whole kind is refused when its backend is looked up.
 pub fn function(_spec: &FunctionSpec, _cloud: Cloud) -> Vec<FieldError> {
     Vec::new()
@@ -305,6 +345,21 @@ mod tests {
         );
         assert!(errors[2].message.contains("spec.gcp.topicRef"), "{}", errors[2].message);
         assert!(topic(&t, Cloud::Aws).is_empty());
+    }
+
+    #[test]
+    fn table_fields_bigtable_lacks() {
+        let spec: TableSpec = serde_json::from_value(serde_json::json!({
+            "partitionKey": {"name": "id", "type": "Number"},
+            "ttlAttribute": "exp", "deletionProtection": true, "tags": {"a": "b"},
+            "gcp": {"instance": "main-instance"}
+        }))
+        .expect("spec");
+        assert_eq!(
+            fields(table(&spec, Cloud::Gcp)),
+            ["spec.ttlAttribute", "spec.deletionProtection", "spec.tags"],
+            "any key type is fine for a row key"
+        );
     }
 
     #[test]

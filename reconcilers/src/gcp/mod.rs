@@ -6,9 +6,11 @@
 //!
 //! Why not a storage crate: see docs/gcp.md ("Why these crates").
 
+mod bigtable;
 pub mod bucket;
 mod pubsub;
 pub mod queue;
+pub mod table;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -24,11 +26,11 @@ use sha2::{Digest, Sha256};
 use crate::{CallObserver, CloudError, OwnerTag, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Each request; no retries inside (the controller's loop retries with backoff).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Each call, token fetch included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where buckets go when the ProviderConfig names no location: GCS's own default.
 pub const DEFAULT_LOCATION: &str = "US";
@@ -70,6 +72,8 @@ pub struct Project {
     http: Arc<reqwest::Client>,
     /// Pub/Sub admin clients, made at first use.
     pubsub: tokio::sync::OnceCell<pubsub::Admin>,
+    /// The Bigtable admin channel, made at first use.
+    bigtable: tokio::sync::OnceCell<tonic::transport::Channel>,
     observer: CallObserver,
 }
 
@@ -205,13 +209,17 @@ impl Clients {
     /// The project for a ProviderContext, built once per version of its settings (so its
     /// credentials cache their token across reconciles).
     pub fn project(&self, ctx: &ProviderContext) -> Result<Arc<Project>, CloudError> {
+        // One project (clients, token cache) for every object of the ProviderConfig, wherever
+        // inside it the object's resource lives.
+        let mut shared = ctx.clone();
+        shared.gcp_instance = None;
         if let Some((seen, project)) = self.lock().get(&ctx.key)
-            && seen == ctx
+            && *seen == shared
         {
             return Ok(project.clone());
         }
-        let project = Arc::new(self.build(ctx)?);
-        self.lock().insert(ctx.key.clone(), (ctx.clone(), project.clone()));
+        let project = Arc::new(self.build(&shared)?);
+        self.lock().insert(ctx.key.clone(), (shared, project.clone()));
         Ok(project)
     }
 
@@ -289,6 +297,7 @@ impl Clients {
             credentials,
             http,
             pubsub: tokio::sync::OnceCell::new(),
+            bigtable: tokio::sync::OnceCell::new(),
             observer: self.observer.clone(),
         })
     }

@@ -231,6 +231,65 @@ impl Gcp {
     }
 }
 
+/// Bigtable through `cbt`, the Google Cloud SDK's own client: the emulator speaks gRPC only.
+impl Gcp {
+    /// `cbt` on PATH, or `None` after saying loudly that the test is skipped.
+    pub fn cbt_or_skip(test: &str) -> Option<()> {
+        let found = std::process::Command::new("cbt")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("\n!!! SKIPPED {test}: no `cbt` (Google Cloud SDK) to check the Bigtable emulator with !!!\n");
+        }
+        found.then_some(())
+    }
+
+    /// Runs `cbt` against the emulator: its success and its output (stdout, then stderr,
+    /// where cbt logs).
+    pub fn cbt(&self, instance: &str, args: &[&str]) -> (bool, String) {
+        let (ok, stdout, stderr) = self.cbt_split(instance, args);
+        (ok, format!("{stdout}{stderr}"))
+    }
+
+    fn cbt_split(&self, instance: &str, args: &[&str]) -> (bool, String, String) {
+        let host = self
+            .bigtable
+            .as_deref()
+            .expect("the Bigtable emulator's endpoint")
+            .trim_start_matches("http://")
+            .to_owned();
+        let out = std::process::Command::new("cbt")
+            .env("BIGTABLE_EMULATOR_HOST", host)
+            .args(["-project", &self.project, "-instance", instance])
+            .args(args)
+            .output()
+            .expect("run cbt");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The column families of a table, or `None` when it does not exist.
+    pub fn families(&self, instance: &str, table: &str) -> Option<std::collections::BTreeSet<String>> {
+        let (ok, stdout, stderr) = self.cbt_split(instance, &["ls", table]);
+        if !ok {
+            assert!(stderr.contains("NotFound"), "cbt ls {table}: {stderr}");
+            return None;
+        }
+        Some(
+            stdout
+                .lines()
+                .skip_while(|l| !l.starts_with("----"))
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .collect(),
+        )
+    }
+}
+
 impl Harness {
     /// A GCP ProviderConfig for the emulators (anonymous credentials, location US, every
     /// emulator endpoint the env file names), resyncing every 2s. `endpoint`, when given,
