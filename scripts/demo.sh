@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: start the local cluster and the AWS and Azure emulators,
-# install the CRDs, run the controller, apply samples/ (AWS) and samples/azure/ and wait
-# until every resource is Ready.
+# The main job on a fresh machine: start the local cluster and the AWS, Azure and GCP
+# emulators, install the CRDs, run the controller, apply samples/ (AWS), samples/azure/ and
+# samples/gcp/ and wait until every resource is Ready.
 #   scripts/demo.sh        start (idempotent) and show the resources
 #   scripts/demo.sh down   stop the controller and the environment
 set -euo pipefail
@@ -56,6 +56,8 @@ curl -fsS -o /dev/null -X POST "$CLOUDKIT_AWS_ENDPOINT/" \
 kubectl apply -f samples/ 2> >(grep -v '^Warning' >&2)
 # The same kinds on Azure Storage (Azurite, started by dev-env.sh).
 kubectl apply -f samples/azure/ 2> >(grep -v '^Warning' >&2)
+# And on Google Cloud (gcp-storage-emulator and the Pub/Sub emulator, started by dev-env.sh).
+kubectl apply -f samples/gcp/ 2> >(grep -v '^Warning' >&2)
 if ! kubectl wait --for=condition=Ready buckets,queues,topics,tables,functions --all -n default --timeout=120s 2> >(grep -v '^Warning' >&2); then
     echo "demo: resources did not become Ready; controller log:" >&2
     tail -n 30 "$LOG" >&2

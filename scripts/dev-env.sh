@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local dev/test environment for CloudKit: a real kube-apiserver + etcd, a
-# moto server (AWS emulator) and Azurite (Azure Storage emulator), all on
-# loopback. See --help.
+# moto server (AWS emulator), Azurite (Azure Storage emulator) and the GCP
+# emulators (GCS from PyPI, Pub/Sub and Bigtable from the Google Cloud SDK), all
+# on loopback. See --help.
 #
 # Everything is installed by this script (a fresh machine has none of it) and
 # cached outside the clone, so it works from any checkout and any cwd.
@@ -15,8 +16,8 @@ Usage: scripts/dev-env.sh COMMAND
 
 Commands:
   up            install what is missing (first run builds kube-apiserver, ~6 min),
-                start etcd, kube-apiserver, moto and Azurite; no-op for healthy
-                components
+                start etcd, kube-apiserver, moto, Azurite and the GCP emulators;
+                no-op for healthy components
   down [--purge] stop everything and drop the cluster's data (the next `up`
                 starts a clean cluster); --purge also removes the state dir
                 (keys, token, kubeconfig, logs)
@@ -32,6 +33,15 @@ Environment:
   CLOUDKIT_MOTO_PORT       moto http port (default 5000)
   CLOUDKIT_AZURITE_PORT    Azurite blob port (default 10000; queue +1, table +2; the
                            HTTPS + Entra ID instance +3, +4, +5)
+  CLOUDKIT_GCS_PORT        gcp-storage-emulator http port (default 4443)
+  CLOUDKIT_PUBSUB_PORT     Pub/Sub emulator port (default 8085)
+  CLOUDKIT_BIGTABLE_PORT   Bigtable emulator port (default 8086)
+
+The Pub/Sub and Bigtable emulators come with the Google Cloud SDK under
+/usr/lib/google-cloud-sdk/platform/; when they are not there, `up` says so
+loudly and starts the rest (the tests needing them then skip, loudly too).
+Each state dir is its own environment: two can run side by side with
+different ports and CLOUDKIT_STATE.
 EOF
 }
 
@@ -54,6 +64,16 @@ AZURITE_ENTRA_TABLE_PORT=$((AZURITE_BLOB_PORT + 5))
 # Azurite's documented development account: public, the same on every machine.
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+GCS_PORT=${CLOUDKIT_GCS_PORT:-4443}
+PUBSUB_PORT=${CLOUDKIT_PUBSUB_PORT:-8085}
+BIGTABLE_PORT=${CLOUDKIT_BIGTABLE_PORT:-8086}
+# Any project name works on the emulators; the tests create everything in it.
+GCP_PROJECT=cloudkit-dev
+GCLOUD_PLATFORM=${CLOUDKIT_GCLOUD_PLATFORM:-/usr/lib/google-cloud-sdk/platform}
+PUBSUB_BIN=$GCLOUD_PLATFORM/pubsub-emulator/bin/cloud-pubsub-emulator
+BIGTABLE_BIN=$GCLOUD_PLATFORM/bigtable-emulator/cbtemulator
+# The Pub/Sub launcher execs java: its command line names the jar, not the launcher.
+PUBSUB_MARKER=$GCLOUD_PLATFORM/pubsub-emulator/lib/cloud-pubsub-emulator
 
 APISERVER_BIN=$CACHE/bin/kube-apiserver
 K8S_VERSION=v1.20.2 # what bookworm's kubernetes source package builds
@@ -228,6 +248,40 @@ ensure_azurite() {
     azurite_ok || die "azurite from npm does not run: $AZURITE_BIN --version"
 }
 
+# --- GCP emulators ---------------------------------------------------------------
+
+# gcp-storage-emulator (PyPI) in a venv of its own under the cache, installed the way
+# moto is: its dependencies must not move moto's pinned ones.
+GCS_EMULATOR_VERSION=2026.7.19
+GCS_VENV=$CACHE/gcs-venv
+GCS_BIN=$GCS_VENV/bin/gcp-storage-emulator
+
+gcs_emulator_ok() {
+    # Captured, not piped into grep -q: with pipefail pip's broken pipe would fail the check.
+    local shown
+    [[ -x $GCS_BIN ]] && shown=$("$GCS_VENV/bin/python" -m pip show gcp-storage-emulator 2>/dev/null) \
+        && grep -qx "Version: $GCS_EMULATOR_VERSION" <<<"$shown"
+}
+
+ensure_gcs_emulator() {
+    gcs_emulator_ok && return
+    command -v python3 >/dev/null || apt_ensure python3
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+        apt_ensure python3-venv
+    fi
+    log "installing gcp-storage-emulator==$GCS_EMULATOR_VERSION into $GCS_VENV"
+    rm -rf "$GCS_VENV"
+    python3 -m venv "$GCS_VENV" >&2 || die "python3 -m venv failed"
+    "$GCS_VENV/bin/python" -m pip install -q "gcp-storage-emulator==$GCS_EMULATOR_VERSION" >&2 \
+        || die "pip install gcp-storage-emulator failed"
+    gcs_emulator_ok || die "gcp-storage-emulator from PyPI is not usable: $GCS_BIN"
+}
+
+# The SDK emulators need java (Pub/Sub); both ship with the Google Cloud SDK, which this
+# script does not install: without them, say so loudly and go on.
+pubsub_available() { [[ -x $PUBSUB_BIN ]] && command -v java >/dev/null; }
+bigtable_available() { [[ -x $BIGTABLE_BIN ]]; }
+
 # --- processes ---------------------------------------------------------------
 
 pidfile() { echo "$STATE/$1.pid"; }
@@ -331,6 +385,11 @@ azurite_entra_healthy() {
             || return 1
     done
 }
+gcs_healthy() { curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$GCS_PORT/storage/v1/b?project=$GCP_PROJECT" 2>/dev/null; }
+# The Pub/Sub emulator answers "Ok" on its root over HTTP/1.1.
+pubsub_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$PUBSUB_PORT/" 2>/dev/null | grep -q Ok; }
+# The Bigtable emulator speaks gRPC only: an open port is all a shell can see.
+bigtable_healthy() { port_busy "$BIGTABLE_PORT"; }
 
 # --- credentials and config ----------------------------------------------------
 
@@ -422,6 +481,19 @@ write_env() {
         echo "export CLOUDKIT_AZURE_ENTRA_TABLE_ENDPOINT=https://127.0.0.1:$AZURITE_ENTRA_TABLE_PORT/$AZURITE_ACCOUNT"
         printf 'export CLOUDKIT_DEV_CA=%q CLOUDKIT_DEV_TLS_CERT=%q CLOUDKIT_DEV_TLS_KEY=%q\n' \
             "$PKI/ca.crt" "$PKI/azurite.crt" "$PKI/azurite.key"
+        echo "# GCP emulators: one endpoint per service; an unset one was not started (not installed)."
+        echo "export CLOUDKIT_GCP_PROJECT=$GCP_PROJECT"
+        echo "export CLOUDKIT_GCP_STORAGE_ENDPOINT=http://127.0.0.1:$GCS_PORT"
+        if pubsub_available; then
+            echo "export CLOUDKIT_GCP_PUBSUB_ENDPOINT=http://127.0.0.1:$PUBSUB_PORT"
+        else
+            echo "unset CLOUDKIT_GCP_PUBSUB_ENDPOINT"
+        fi
+        if bigtable_available; then
+            echo "export CLOUDKIT_GCP_BIGTABLE_ENDPOINT=http://127.0.0.1:$BIGTABLE_PORT"
+        else
+            echo "unset CLOUDKIT_GCP_BIGTABLE_ENDPOINT"
+        fi
     } >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -443,6 +515,7 @@ cmd_up() {
     local py
     py=$(moto_python)
     ensure_azurite
+    ensure_gcs_emulator
     ensure_pki
 
     ensure_daemon etcd "etcd --name cloudkit" "$ETCD_PORT" 30 etcd_healthy \
@@ -482,6 +555,22 @@ cmd_up() {
         --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry \
         --oauth basic --cert "$PKI/azurite.crt" --key "$PKI/azurite.key"
 
+    # In memory too (the default: no --data-dir given).
+    ensure_daemon gcs "$GCS_BIN" "$GCS_PORT" 60 gcs_healthy \
+        "$GCS_BIN" start --host 127.0.0.1 --port "$GCS_PORT" --in-memory
+    if pubsub_available; then
+        ensure_daemon pubsub "$PUBSUB_MARKER" "$PUBSUB_PORT" 90 pubsub_healthy \
+            "$PUBSUB_BIN" --host=127.0.0.1 --port="$PUBSUB_PORT"
+    else
+        log "WARNING: no Pub/Sub emulator ($PUBSUB_BIN or java missing): GCP Topic/Queue tests will SKIP"
+    fi
+    if bigtable_available; then
+        ensure_daemon bigtable "$BIGTABLE_BIN" "$BIGTABLE_PORT" 30 bigtable_healthy \
+            "$BIGTABLE_BIN" -host 127.0.0.1 -port "$BIGTABLE_PORT"
+    else
+        log "WARNING: no Bigtable emulator ($BIGTABLE_BIN missing): GCP Table tests will SKIP"
+    fi
+
     write_kubeconfig
     write_env
     # The apiserver's own /readyz passed; also prove a real client works
@@ -489,7 +578,7 @@ cmd_up() {
     kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null \
         && kubectl --kubeconfig "$KUBECONFIG_FILE" api-resources >/dev/null \
         || die "kubectl cannot use $KUBECONFIG_FILE"
-    log "up: kube-apiserver https://127.0.0.1:$API_PORT, etcd 127.0.0.1:$ETCD_PORT, moto http://127.0.0.1:$MOTO_PORT, azurite http://127.0.0.1:$AZURITE_BLOB_PORT-$AZURITE_TABLE_PORT"
+    log "up: kube-apiserver https://127.0.0.1:$API_PORT, etcd 127.0.0.1:$ETCD_PORT, moto http://127.0.0.1:$MOTO_PORT, azurite http://127.0.0.1:$AZURITE_BLOB_PORT-$AZURITE_TABLE_PORT, gcs http://127.0.0.1:$GCS_PORT, pubsub 127.0.0.1:$PUBSUB_PORT, bigtable 127.0.0.1:$BIGTABLE_PORT"
     log "env: source $ENV_FILE"
 }
 
@@ -502,6 +591,9 @@ cmd_down() {
     esac
     take_lock
     stop azurite-entra "--oauth basic"
+    stop bigtable "$BIGTABLE_BIN"
+    stop pubsub "$PUBSUB_MARKER"
+    stop gcs "$GCS_BIN"
     stop azurite "$AZURITE_DIR"
     stop moto "moto_server.py"
     stop kube-apiserver "$APISERVER_BIN"
@@ -538,6 +630,17 @@ cmd_status() {
         "blob/queue/table http://127.0.0.1:$AZURITE_BLOB_PORT-$AZURITE_TABLE_PORT" || bad=1
     status_of azurite-entra "--oauth basic" azurite_entra_healthy \
         "blob/queue/table https://127.0.0.1:$AZURITE_ENTRA_BLOB_PORT-$AZURITE_ENTRA_TABLE_PORT (Entra ID)" || bad=1
+    status_of gcs "$GCS_BIN" gcs_healthy "http://127.0.0.1:$GCS_PORT" || bad=1
+    if pubsub_available; then
+        status_of pubsub "$PUBSUB_MARKER" pubsub_healthy "127.0.0.1:$PUBSUB_PORT" || bad=1
+    else
+        echo "pubsub: not installed ($PUBSUB_BIN)"
+    fi
+    if bigtable_available; then
+        status_of bigtable "$BIGTABLE_BIN" bigtable_healthy "127.0.0.1:$BIGTABLE_PORT" || bad=1
+    else
+        echo "bigtable: not installed ($BIGTABLE_BIN)"
+    fi
     [[ ! -f $ENV_FILE ]] || echo "env: $ENV_FILE"
     return "$bad"
 }

@@ -2,8 +2,8 @@
 # Runs every test: formatting, lints, unit tests, then the end-to-end tests (real kube-apiserver,
 # moto and the cloudkit binary) and the Helm chart tests.
 #
-# Uses the cluster in KUBECONFIG when it answers and CLOUDKIT_AWS_ENDPOINT and the Azure
-# endpoints (CLOUDKIT_AZURE_*) are set;
+# Uses the cluster in KUBECONFIG when it answers and CLOUDKIT_AWS_ENDPOINT, the Azure
+# endpoints (CLOUDKIT_AZURE_*) and the GCP ones (CLOUDKIT_GCP_*) are set;
 # otherwise starts the local environment with scripts/dev-env.sh (first run on a fresh
 # machine builds kube-apiserver, ~6 min). Build output is cached outside the clone.
 set -euo pipefail
@@ -19,11 +19,12 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Each cloud is a Cargo feature: the crate must build with none of them.
 cargo check -p cloudkit-reconcilers --no-default-features
-# An AWS-only build compiles no Azure crate.
 cargo check -p cloudkit-reconcilers --no-default-features --features aws
+cargo check -p cloudkit-reconcilers --no-default-features --features gcp
+# An AWS-only build compiles no Azure or GCP crate.
 if cargo tree -p cloudkit-reconcilers --no-default-features --features aws -e normal --prefix none \
-    | grep -qE '^(azure_|typespec)'; then
-    echo "an AWS-only build pulls in Azure crates" >&2
+    | grep -qE '^(azure_|typespec|google-|googleapis)'; then
+    echo "an AWS-only build pulls in Azure or GCP crates" >&2
     exit 1
 fi
 
@@ -35,13 +36,17 @@ user_kubeconfig=""
 if [[ -n ${KUBECONFIG:-} ]] && kubectl get --raw /readyz >/dev/null 2>&1; then
     user_kubeconfig=$KUBECONFIG
 fi
-if [[ -z $user_kubeconfig || -z ${CLOUDKIT_AWS_ENDPOINT:-} || -z ${CLOUDKIT_AZURE_BLOB_ENDPOINT:-} ]]; then
+if [[ -z $user_kubeconfig || -z ${CLOUDKIT_AWS_ENDPOINT:-} || -z ${CLOUDKIT_AZURE_BLOB_ENDPOINT:-} \
+    || -z ${CLOUDKIT_GCP_STORAGE_ENDPOINT:-} ]]; then
     "$ROOT/scripts/dev-env.sh" up
     # shellcheck source=/dev/null
     source "$("$ROOT/scripts/dev-env.sh" env)"
 fi
 [[ -z $user_kubeconfig ]] || export KUBECONFIG=$user_kubeconfig
-echo "cluster: $KUBECONFIG; S3: $CLOUDKIT_AWS_ENDPOINT; Azure blob: $CLOUDKIT_AZURE_BLOB_ENDPOINT" >&2
+echo "cluster: $KUBECONFIG; S3: $CLOUDKIT_AWS_ENDPOINT; Azure blob: $CLOUDKIT_AZURE_BLOB_ENDPOINT; GCS: $CLOUDKIT_GCP_STORAGE_ENDPOINT" >&2
+# The gcp_* e2e tests for Pub/Sub and Bigtable skip (loudly) without their emulators.
+[[ -n ${CLOUDKIT_GCP_PUBSUB_ENDPOINT:-} ]] || echo "WARNING: no Pub/Sub emulator: GCP Topic/Queue e2e tests will SKIP" >&2
+[[ -n ${CLOUDKIT_GCP_BIGTABLE_ENDPOINT:-} ]] || echo "WARNING: no Bigtable emulator: GCP Table e2e tests will SKIP" >&2
 
 step "build the controller and install the CRDs"
 cargo build -p cloudkit

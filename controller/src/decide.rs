@@ -296,6 +296,7 @@ mod tests {
             encryption_key_id: Some(id.into()),
             public_access: None,
             default_encryption_scope: None,
+            storage_class: None,
         };
         let observed = BucketState {
             encryption_key_id: Some(format!("arn:aws:kms:us-east-1:111122223333:key/{id}")),

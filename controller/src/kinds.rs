@@ -46,6 +46,15 @@ pub trait ManagedKind: Managed {
         )
     }
 
+    /// The ProviderConfig's context placed where this object's resource lives inside it (a
+    /// Bigtable table's instance), so that the backend finds it and `status.provider`
+    /// records it: moving it is a move, as changing the project is.
+    fn placed(&self, ctx: &ProviderContext) -> ProviderContext {
+        let mut placed = ctx.clone();
+        placed.gcp_instance = self.gcp_instance();
+        placed
+    }
+
     /// Where the cloud name comes from, for messages about it.
     fn name_field(&self) -> &'static str {
         if self.managed().external_name.is_some() {

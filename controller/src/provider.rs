@@ -153,6 +153,9 @@ pub async fn from_config(
                 client_id: azure.client_id,
             }
         }
+        // Lends no identity, so the operator's ambient allow-list does not apply; validation
+        // allows it only for GCP with an emulator endpoint.
+        CredentialsSource::Anonymous => ResolvedCredentials::Anonymous,
         CredentialsSource::Environment | CredentialsSource::WorkloadIdentity if ambient.allows(namespace) => {
             ResolvedCredentials::Ambient
         }
@@ -170,7 +173,9 @@ pub async fn from_config(
     };
     let region = match spec.provider {
         Cloud::Aws => spec.region.clone().unwrap_or_else(|| DEFAULT_AWS_REGION.to_owned()),
-        Cloud::Azure | Cloud::Gcp => spec.region.clone().unwrap_or_default(),
+        Cloud::Azure => spec.region.clone().unwrap_or_default(),
+        // Where buckets are made; status.region shows it.
+        Cloud::Gcp => spec.gcp.as_ref().and_then(|g| g.location.clone()).unwrap_or_default(),
     };
     let resync = match &spec.resync_interval {
         Some(text) => validation::parse_duration(text).unwrap_or(DEFAULT_RESYNC),
@@ -185,6 +190,7 @@ pub async fn from_config(
         aws: spec.aws.clone().unwrap_or_default(),
         azure: spec.azure.clone().unwrap_or_default(),
         gcp: spec.gcp.clone().unwrap_or_default(),
+        gcp_instance: None,
     };
     Ok(ResolvedProvider {
         ctx,
@@ -300,12 +306,16 @@ fn static_credentials(
                 )),
             }
         }
-        other => Err(Failure::stalled(
-            Reason::UnsupportedForProvider,
-            format!(
-                "credentials from a Secret are not supported for {other} yet: use source Environment or WorkloadIdentity"
-            ),
-        )),
+        Cloud::Gcp => match get("serviceAccountKey") {
+            Some(key) => Ok(ResolvedCredentials::GcpServiceAccount { key }),
+            None => Err(Failure::stalled(
+                Reason::CredentialsInvalid,
+                format!(
+                    "Secret '{name}' lacks serviceAccountKey: GCP credentials from a Secret are a service account's \
+                     JSON key file under that key"
+                ),
+            )),
+        },
     }
 }
 
@@ -329,6 +339,7 @@ mod tests {
             aws: Default::default(),
             azure: Default::default(),
             gcp: Default::default(),
+            gcp_instance: None,
         };
         let gone = Failure::waiting(Reason::CredentialsNotFound, "gone", RECHECK);
         assert_eq!(last.instead_of("ns", "default", &gone), None);
@@ -439,6 +450,22 @@ mod tests {
         let bad = secret(&[("tenantId", "a/b"), ("clientId", "app"), ("clientSecret", "s3cr3t")]);
         let bad = static_credentials(Cloud::Azure, &bad, "az", &account()).expect_err("bad tenant");
         assert!(bad.to_string().contains("not an Entra ID"), "{bad}");
+    }
+
+    #[test]
+    fn gcp_service_account_key_is_read_and_never_printed() {
+        let key = r#"{"type": "service_account", "private_key": "s3cr3t"}"#;
+        let creds = static_credentials(
+            Cloud::Gcp,
+            &secret(&[("serviceAccountKey", key)]),
+            "gcp",
+            &Default::default(),
+        )
+        .expect("a key");
+        assert_eq!(creds, ResolvedCredentials::GcpServiceAccount { key: key.into() });
+        assert!(!format!("{creds:?}").contains("s3cr3t"));
+        let none = static_credentials(Cloud::Gcp, &secret(&[]), "gcp", &Default::default()).expect_err("empty");
+        assert!(none.to_string().contains("serviceAccountKey"), "{none}");
     }
 
     #[test]

@@ -115,7 +115,7 @@ async fn unserved<K: ManagedKind>(obj: &K, ctx: &Context) -> Option<Failure> {
     )
     .await
     .ok()?;
-    match K::backend(&provider.ctx, &ctx.clouds).await {
+    match K::backend(&obj.placed(&provider.ctx), &ctx.clouds).await {
         Err(unsupported @ CloudError::Unsupported { .. }) => Some(unsupported.into()),
         _ => None,
     }
@@ -207,7 +207,7 @@ async fn sync<K: ManagedKind>(
     let managed = obj.managed();
     let namespace = obj.namespace().unwrap_or_default();
     let config_name = &managed.provider_config_ref.name;
-    let provider = provider::resolve(
+    let mut provider = provider::resolve(
         &ctx.client,
         &ctx.provider_configs,
         &namespace,
@@ -215,7 +215,9 @@ async fn sync<K: ManagedKind>(
         &ctx.ambient,
     )
     .await?;
+    // Remembered as the ProviderConfig has it; placed for this object after.
     ctx.last_resolved.remember(&namespace, config_name, &provider.ctx);
+    provider.ctx = obj.placed(&provider.ctx);
     let cloud = provider.ctx.cloud;
 
     let mut recorded = identity::recorded(obj);
@@ -604,13 +606,13 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         )
         .await
         {
-            Ok(provider) => provider.ctx,
+            Ok(provider) => obj.placed(&provider.ctx),
             Err(failure) => {
                 let last = ctx.last_resolved.instead_of(&namespace, config_name, &failure);
                 let Some(last) = last else { return Err(failure) };
                 info!(kind = %K::kind(&()), object = %key(obj),
                     "deleting '{name}' with the credentials ProviderConfig '{config_name}' last had: {failure}");
-                last
+                obj.placed(&last)
             }
         };
         decide::pinned(obj.managed_status(), &provider.target(), &name, config_name)?;

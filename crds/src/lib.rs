@@ -75,6 +75,10 @@ pub trait Managed:
     fn cloud_blocks(&self) -> Vec<Cloud>;
     /// The other CloudKit objects (same namespace) this one reads outputs from.
     fn references(&self) -> Vec<Reference>;
+    /// The Bigtable instance the resource lives in (Tables on GCP), part of where it is.
+    fn gcp_instance(&self) -> Option<String> {
+        None
+    }
 
     /// The cloud resource's name: `spec.externalName`, else `metadata.name`.
     fn desired_external_name(&self) -> String {
@@ -86,7 +90,12 @@ pub trait Managed:
 }
 
 macro_rules! impl_managed {
-    ($kind:ty, $($cloud:ident => $variant:expr),*) => {
+    ($kind:ty, $($cloud:ident => $variant:expr),*; gcp_instance) => {
+        impl_managed!($kind, $($cloud => $variant),*; fn gcp_instance(&self) -> Option<String> {
+            self.spec.gcp.as_ref().and_then(|g| g.instance.clone())
+        });
+    };
+    ($kind:ty, $($cloud:ident => $variant:expr),* $(; $extra:item)?) => {
         impl Managed for $kind {
             fn managed(&self) -> &ManagedFields {
                 &self.spec.managed
@@ -101,14 +110,15 @@ macro_rules! impl_managed {
             fn references(&self) -> Vec<Reference> {
                 self.spec.references()
             }
+            $($extra)?
         }
     };
 }
 
 impl_managed!(Bucket, aws => Cloud::Aws, azure => Cloud::Azure, gcp => Cloud::Gcp);
-impl_managed!(Table, aws => Cloud::Aws, gcp => Cloud::Gcp);
-impl_managed!(Queue, aws => Cloud::Aws);
-impl_managed!(Topic, aws => Cloud::Aws);
+impl_managed!(Table, aws => Cloud::Aws, gcp => Cloud::Gcp; gcp_instance);
+impl_managed!(Queue, aws => Cloud::Aws, gcp => Cloud::Gcp);
+impl_managed!(Topic, aws => Cloud::Aws, gcp => Cloud::Gcp);
 impl_managed!(Function, aws => Cloud::Aws);
 
 /// Every CRD CloudKit serves, in a stable order.

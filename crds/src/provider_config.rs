@@ -41,6 +41,9 @@ pub enum CredentialsSource {
     Environment,
     /// The pod's workload identity (AWS: IRSA web identity; Azure/GCP: workload identity).
     WorkloadIdentity,
+    /// No credentials at all: only for GCP emulators, so only with `gcp.endpoints` set
+    /// (a service without an override is refused rather than called unauthenticated).
+    Anonymous,
 }
 
 /// A key set in a Secret of the ProviderConfig's namespace.
@@ -50,7 +53,8 @@ pub enum CredentialsSource {
 /// `sasToken` (an account SAS allowing the blob, queue and table services, with or without
 /// the leading `?`), or an Entra ID service principal: `clientSecret` with `tenantId` and
 /// `clientId` (each may come from `spec.azure` instead). With several, the first in that
-/// order is used.
+/// order is used. GCP reads `serviceAccountKey`: a service account's JSON key file, as
+/// downloaded.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretRef {
     pub name: String,
@@ -130,11 +134,49 @@ pub struct AzureEndpoints {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GcpProviderSettings {
+    /// Project holding buckets, topics, subscriptions and Bigtable tables (required on GCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
-    /// Location for regional resources, e.g. `europe-west1` or `EU`.
+    /// Where new buckets are made, e.g. `europe-west1`, `EU` or `US` (the default). Fixed
+    /// per bucket once made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Per-service endpoint overrides (emulators, private endpoints); each defaults to
+    /// Google's public endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<GcpEndpoints>,
+}
+
+/// Where each GCP service answers. The emulators each listen on their own port.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpEndpoints {
+    /// Cloud Storage JSON API (Buckets), e.g. `http://127.0.0.1:4443` for an emulator;
+    /// default `https://storage.googleapis.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Pub/Sub (Topics, Queues), e.g. `http://127.0.0.1:8085`; default
+    /// `https://pubsub.googleapis.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<String>,
+    /// Bigtable admin (Tables), e.g. `http://127.0.0.1:8086`; default
+    /// `https://bigtableadmin.googleapis.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bigtable: Option<String>,
+}
+
+impl GcpEndpoints {
+    /// Each override set, by service name.
+    pub fn overrides(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("storage", &self.storage),
+            ("pubsub", &self.pubsub),
+            ("bigtable", &self.bigtable),
+        ]
+        .into_iter()
+        .filter_map(|(service, url)| url.as_deref().map(|u| (service, u)))
+        .collect()
+    }
 }
 
 /// Which cloud, region, credentials and endpoint managed resources use.
@@ -161,13 +203,14 @@ pub struct GcpProviderSettings {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderConfigSpec {
     pub provider: Cloud,
-    /// Region for AWS resources (e.g. `eu-west-1`); defaults to `us-east-1`.
+    /// Region for AWS resources (e.g. `eu-west-1`); defaults to `us-east-1`. Not for GCP:
+    /// use `gcp.location`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default)]
     pub credentials: Credentials,
-    /// Endpoint override, e.g. `http://localstack:4566` or a MinIO URL. Not for Azure, whose
-    /// services each have their own: use `azure.endpoints`.
+    /// Endpoint override, e.g. `http://localstack:4566` or a MinIO URL. Not for Azure or GCP,
+    /// whose services each have their own: use `azure.endpoints` / `gcp.endpoints`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// How often resources are re-observed to find drift, e.g. `30s`, `10m`, `1h`.

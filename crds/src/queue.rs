@@ -27,6 +27,16 @@ pub struct AwsQueue {
     pub kms_key_id: Option<String>,
 }
 
+/// Settings only Pub/Sub has. On GCP a Queue is a Pub/Sub subscription, which receives the
+/// messages of one topic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpQueue {
+    /// The `Topic` (same namespace) this subscription receives from; the queue waits until it
+    /// is Ready. Cannot change once the subscription exists.
+    pub topic_ref: LocalRef,
+}
+
 managed_kind! {
     kind = "Queue",
     shortname = "ckqueue",
@@ -59,6 +69,9 @@ managed_kind! {
         pub tags: Tags,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub aws: Option<AwsQueue>,
+        /// Required on GCP: the topic the subscription belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gcp: Option<GcpQueue>,
     }
 }
 
@@ -67,6 +80,11 @@ impl QueueSpec {
         self.dead_letter
             .iter()
             .map(|d| Reference::new(Kind::Queue, &d.queue_ref.name, "spec.deadLetter.queueRef"))
+            .chain(
+                self.gcp
+                    .iter()
+                    .map(|g| Reference::new(Kind::Topic, &g.topic_ref.name, "spec.gcp.topicRef")),
+            )
             .collect()
     }
 }

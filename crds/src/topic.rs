@@ -70,6 +70,16 @@ pub struct AwsTopic {
     pub content_based_deduplication: bool,
 }
 
+/// Settings only Pub/Sub has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpTopic {
+    /// Seconds the topic keeps published messages, acknowledged or not, so that a
+    /// subscription can seek back (600 to 2678400: 10 minutes to 31 days). Omit to keep none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_retention_seconds: Option<i64>,
+}
+
 managed_kind! {
     kind = "Topic",
     shortname = "cktopic",
@@ -94,6 +104,8 @@ managed_kind! {
         pub subscriptions: Vec<Subscription>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub aws: Option<AwsTopic>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gcp: Option<GcpTopic>,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Bucket: the portable state every cloud's bucket backend observes and converges.
 
-use cloudkit_crds::bucket::{AzurePublicAccess, BucketSpec, PublicAccessBlock};
+use cloudkit_crds::bucket::{AzurePublicAccess, BucketSpec, GcsStorageClass, PublicAccessBlock};
 use cloudkit_crds::common::Tags;
 use serde::Serialize;
 
@@ -23,6 +23,11 @@ pub struct BucketState {
     /// other clouds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_encryption_scope: Option<String>,
+    /// GCP: the default storage class of new objects, when not `STANDARD` (GCS's default,
+    /// written as `None` on both sides so a manifest without `spec.gcp` matches). Absent on
+    /// other clouds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<GcsStorageClass>,
 }
 
 impl BucketState {
@@ -47,6 +52,11 @@ impl BucketState {
             encryption_key_id: spec.encryption.key_id.clone(),
             public_access: azure.public_access.filter(|_| !all),
             default_encryption_scope: azure.default_encryption_scope,
+            storage_class: spec
+                .gcp
+                .as_ref()
+                .map(|g| g.storage_class)
+                .filter(|c| *c != GcsStorageClass::Standard),
         })
     }
 }
@@ -54,13 +64,20 @@ impl BucketState {
 pub type BucketBackend = dyn ExternalResource<State = BucketState>;
 
 /// The bucket backend for the ProviderConfig's cloud.
-#[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "aws", feature = "azure", feature = "gcp")),
+    allow(unused_variables)
+)]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<BucketBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::bucket::S3Bucket::new(&clouds.aws, ctx).await)),
         #[cfg(feature = "azure")]
         cloudkit_crds::Cloud::Azure => Ok(Box::new(crate::azure::bucket::BlobContainer::new(&clouds.azure, ctx)?)),
+        #[cfg(feature = "gcp")]
+        cloudkit_crds::Cloud::Gcp => Ok(Box::new(crate::gcp::bucket::GcsBucket::new(&clouds.gcp, ctx)?)),
+        // Unreachable only when every cloud has a backend for the kind and all are built.
+        #[allow(unreachable_patterns)]
         cloud => Err(CloudError::Unsupported { kind: "Bucket", cloud }),
     }
 }

@@ -10,6 +10,10 @@ pub mod azure;
 pub mod bucket;
 pub mod error;
 pub mod function;
+#[cfg(feature = "gcp")]
+pub mod gcp;
+#[cfg(any(feature = "azure", feature = "gcp"))]
+mod https;
 pub mod queue;
 pub mod table;
 pub mod topic;
@@ -52,6 +56,10 @@ pub enum ResolvedCredentials {
         tenant_id: Option<String>,
         client_id: Option<String>,
     },
+    /// A GCP service account's JSON key file.
+    GcpServiceAccount { key: String },
+    /// No credentials (GCP emulators only; validation requires an endpoint override).
+    Anonymous,
     /// The environment or the pod's workload identity, found by the cloud SDK's default chain.
     Ambient,
 }
@@ -71,6 +79,8 @@ impl fmt::Debug for ResolvedCredentials {
             Self::AzureWorkloadIdentity { tenant_id, client_id } => {
                 write!(f, "AzureWorkloadIdentity({tenant_id:?}, {client_id:?})")
             }
+            Self::GcpServiceAccount { .. } => f.write_str("GcpServiceAccount(<redacted>)"),
+            Self::Anonymous => f.write_str("Anonymous"),
             Self::Ambient => f.write_str("Ambient"),
         }
     }
@@ -88,6 +98,9 @@ pub struct ProviderContext {
     pub aws: AwsProviderSettings,
     pub azure: AzureProviderSettings,
     pub gcp: GcpProviderSettings,
+    /// The Bigtable instance of the object being reconciled (`spec.gcp.instance` of a
+    /// Table), set by the controller; `None` for every other object.
+    pub gcp_instance: Option<String>,
 }
 
 impl ProviderContext {
@@ -101,16 +114,26 @@ impl ProviderContext {
                 "azure account {}",
                 self.azure.storage_account.as_deref().unwrap_or("(unset)")
             ),
-            Cloud::Gcp => format!("gcp project {}", self.gcp.project.as_deref().unwrap_or("(unset)")),
+            Cloud::Gcp => match &self.gcp_instance {
+                Some(instance) => format!(
+                    "gcp project {} instance {instance}",
+                    self.gcp.project.as_deref().unwrap_or("(unset)")
+                ),
+                None => format!("gcp project {}", self.gcp.project.as_deref().unwrap_or("(unset)")),
+            },
         };
-        // Azure's services each have an endpoint; any override moves the resources.
-        let endpoint = match (&self.endpoint, &self.azure.endpoints) {
-            (Some(endpoint), _) => Some(endpoint.clone()),
-            (None, Some(e)) if self.cloud == Cloud::Azure => {
+        // Azure's and GCP's services each have an endpoint; any override moves the resources.
+        let endpoint = match (&self.endpoint, &self.azure.endpoints, &self.gcp.endpoints) {
+            (Some(endpoint), _, _) => Some(endpoint.clone()),
+            (None, Some(e), _) if self.cloud == Cloud::Azure => {
                 let parts: Vec<String> = [("blob", &e.blob), ("queue", &e.queue), ("table", &e.table)]
                     .into_iter()
                     .filter_map(|(service, url)| url.as_ref().map(|u| format!("{service} {u}")))
                     .collect();
+                (!parts.is_empty()).then(|| parts.join(", "))
+            }
+            (None, _, Some(e)) if self.cloud == Cloud::Gcp => {
+                let parts: Vec<String> = e.overrides().iter().map(|(s, u)| format!("{s} {u}")).collect();
                 (!parts.is_empty()).then(|| parts.join(", "))
             }
             _ => None,
@@ -336,16 +359,23 @@ pub struct Clouds {
     pub aws: aws::Clients,
     #[cfg(feature = "azure")]
     pub azure: azure::Clients,
+    #[cfg(feature = "gcp")]
+    pub gcp: gcp::Clients,
 }
 
 impl Clouds {
-    #[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
+    #[cfg_attr(
+        not(any(feature = "aws", feature = "azure", feature = "gcp")),
+        allow(unused_variables)
+    )]
     pub fn new(observer: CallObserver) -> Self {
         Self {
             #[cfg(feature = "aws")]
             aws: aws::Clients::new(observer.clone()),
             #[cfg(feature = "azure")]
-            azure: azure::Clients::new(observer),
+            azure: azure::Clients::new(observer.clone()),
+            #[cfg(feature = "gcp")]
+            gcp: gcp::Clients::new(observer),
         }
     }
 }

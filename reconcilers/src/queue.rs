@@ -1,6 +1,7 @@
 //! Queue: the portable state every cloud's queue backend observes and converges.
 
-use cloudkit_crds::common::Tags;
+use cloudkit_crds::Reference;
+use cloudkit_crds::common::{Kind, Tags};
 use cloudkit_crds::queue::QueueSpec;
 use serde::Serialize;
 
@@ -36,6 +37,10 @@ pub struct QueueState {
     /// `None` for the cloud-managed key.
     pub kms_key_id: Option<String>,
     pub tags: Tags,
+    /// GCP: the topic the subscription receives from (`projects/<p>/topics/<t>`). Absent on
+    /// other clouds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 impl QueueState {
@@ -43,10 +48,22 @@ impl QueueState {
     pub fn desired(spec: &QueueSpec, deps: &Dependencies) -> Result<Self, String> {
         let dead_letter = match (&spec.dead_letter, spec.references().first()) {
             (Some(dl), Some(reference)) => Some(DeadLetterState {
-                target_arn: deps.arn(reference)?,
+                // A dead-letter queue that publishes a `topic` output (a Pub/Sub
+                // subscription) is sent to through that topic: Pub/Sub dead-letters to topics.
+                target_arn: match deps
+                    .status(Kind::Queue, &reference.name)
+                    .and_then(|s| s.outputs.as_ref()?.get("topic").cloned())
+                {
+                    Some(topic) => topic,
+                    None => deps.arn(reference)?,
+                },
                 max_receive_count: dl.max_receive_count,
             }),
             _ => None,
+        };
+        let topic = match &spec.gcp {
+            Some(gcp) => Some(deps.arn(&Reference::new(Kind::Topic, &gcp.topic_ref.name, "spec.gcp.topicRef"))?),
+            None => None,
         };
         let aws = spec.aws.clone().unwrap_or_default();
         Ok(Self {
@@ -60,6 +77,7 @@ impl QueueState {
             content_based_deduplication: aws.content_based_deduplication,
             kms_key_id: aws.kms_key_id,
             tags: spec.tags.clone(),
+            topic,
         })
     }
 }
@@ -67,13 +85,20 @@ impl QueueState {
 pub type QueueBackend = dyn ExternalResource<State = QueueState>;
 
 /// The queue backend for the ProviderConfig's cloud.
-#[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "aws", feature = "azure", feature = "gcp")),
+    allow(unused_variables)
+)]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<QueueBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::queue::SqsQueue::new(&clouds.aws, ctx).await)),
         #[cfg(feature = "azure")]
         cloudkit_crds::Cloud::Azure => Ok(Box::new(crate::azure::queue::StorageQueue::new(&clouds.azure, ctx)?)),
+        #[cfg(feature = "gcp")]
+        cloudkit_crds::Cloud::Gcp => Ok(Box::new(crate::gcp::queue::PubsubSubscription::new(&clouds.gcp, ctx)?)),
+        // Unreachable only when every cloud has a backend for the kind and all are built.
+        #[allow(unreachable_patterns)]
         cloud => Err(CloudError::Unsupported { kind: "Queue", cloud }),
     }
 }
@@ -81,7 +106,6 @@ pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<Queue
 #[cfg(test)]
 mod tests {
     use cloudkit_crds::ManagedStatus;
-    use cloudkit_crds::common::Kind;
 
     use super::*;
 

@@ -1,6 +1,6 @@
 //! Table: the portable state every cloud's table backend observes and converges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cloudkit_crds::common::Tags;
 use cloudkit_crds::table::{BillingMode, KeyAttribute, Projection, StreamViewType, TableSpec};
@@ -42,6 +42,9 @@ pub struct TableState {
     /// By index name, so that the diff names the index that differs.
     pub global_secondary_indexes: BTreeMap<String, IndexState>,
     pub tags: Tags,
+    /// GCP: the Bigtable column families. Absent on other clouds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column_families: Option<BTreeSet<String>>,
 }
 
 impl TableState {
@@ -78,6 +81,7 @@ impl TableState {
                 })
                 .collect(),
             tags: spec.tags.clone(),
+            column_families: spec.gcp.as_ref().map(|g| g.column_families.iter().cloned().collect()),
         })
     }
 }
@@ -85,13 +89,20 @@ impl TableState {
 pub type TableBackend = dyn ExternalResource<State = TableState>;
 
 /// The table backend for the ProviderConfig's cloud.
-#[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "aws", feature = "azure", feature = "gcp")),
+    allow(unused_variables)
+)]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<TableBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::table::DynamoTable::new(&clouds.aws, ctx).await)),
         #[cfg(feature = "azure")]
         cloudkit_crds::Cloud::Azure => Ok(Box::new(crate::azure::table::StorageTable::new(&clouds.azure, ctx)?)),
+        #[cfg(feature = "gcp")]
+        cloudkit_crds::Cloud::Gcp => Ok(Box::new(crate::gcp::table::BigtableTable::new(&clouds.gcp, ctx)?)),
+        // Unreachable only when every cloud has a backend for the kind and all are built.
+        #[allow(unreachable_patterns)]
         cloud => Err(CloudError::Unsupported { kind: "Table", cloud }),
     }
 }

@@ -45,6 +45,10 @@ pub struct TopicState {
     pub content_based_deduplication: bool,
     pub tags: Tags,
     pub subscriptions: BTreeMap<String, SubscriptionState>,
+    /// GCP: how long the topic keeps published messages (`None`: none kept). Absent on
+    /// other clouds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_retention_seconds: Option<i64>,
 }
 
 /// `<protocol>:<endpoint>`: what identifies a subscription on every cloud.
@@ -97,6 +101,7 @@ impl TopicState {
             content_based_deduplication: aws.content_based_deduplication,
             tags: spec.tags.clone(),
             subscriptions,
+            message_retention_seconds: spec.gcp.as_ref().and_then(|g| g.message_retention_seconds),
         })
     }
 }
@@ -104,11 +109,13 @@ impl TopicState {
 pub type TopicBackend = dyn ExternalResource<State = TopicState>;
 
 /// The topic backend for the ProviderConfig's cloud.
-#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+#[cfg_attr(not(any(feature = "aws", feature = "gcp")), allow(unused_variables))]
 pub async fn backend(ctx: &ProviderContext, clouds: &Clouds) -> Result<Box<TopicBackend>, CloudError> {
     match ctx.cloud {
         #[cfg(feature = "aws")]
         cloudkit_crds::Cloud::Aws => Ok(Box::new(crate::aws::topic::SnsTopic::new(&clouds.aws, ctx).await)),
+        #[cfg(feature = "gcp")]
+        cloudkit_crds::Cloud::Gcp => Ok(Box::new(crate::gcp::topic::PubsubTopic::new(&clouds.gcp, ctx)?)),
         cloud => Err(CloudError::Unsupported { kind: "Topic", cloud }),
     }
 }
@@ -146,6 +153,7 @@ mod tests {
                 content_based_deduplication: false,
                 tags: Tags::new(),
                 subscriptions: BTreeMap::new(),
+                message_retention_seconds: None,
             }
         );
     }

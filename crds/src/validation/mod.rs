@@ -126,13 +126,31 @@ pub fn bucket(name: &str, name_field: &str, spec: &BucketSpec, cloud: Cloud) -> 
             format!("'{scope}' is not an encryption scope name: use 3 to 63 letters, digits and hyphens, starting with a letter or digit"),
         ));
     }
-    if spec.encryption.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
-        errors.push(FieldError::new(
+    match spec.encryption.key_id.as_deref() {
+        Some(k) if k.trim().is_empty() => errors.push(FieldError::new(
             "spec.encryption.keyId",
             "is empty: remove it for provider-managed keys or give a key",
-        ));
+        )),
+        Some(k) if cloud == Cloud::Gcp && !cloud_kms_key_name(k) => errors.push(FieldError::new(
+            "spec.encryption.keyId",
+            format!(
+                "'{k}' is not a Cloud KMS key name: use \
+                 projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>"
+            ),
+        )),
+        _ => {}
     }
     errors
+}
+
+/// `projects/P/locations/L/keyRings/R/cryptoKeys/K`, the form a GCS default key takes.
+fn cloud_kms_key_name(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    parts.len() == 8
+        && ["projects", "locations", "keyRings", "cryptoKeys"]
+            .iter()
+            .enumerate()
+            .all(|(i, word)| parts[i * 2] == *word && !parts[i * 2 + 1].is_empty())
 }
 
 /// An optional number that must lie in `range` when set.
@@ -234,7 +252,89 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
     if spec.provider == Cloud::Azure {
         errors.extend(azure_provider(spec));
     }
+    if spec.provider == Cloud::Gcp {
+        errors.extend(gcp_provider(spec));
+    } else if spec.credentials.source == CredentialsSource::Anonymous {
+        errors.push(FieldError::new(
+            "spec.credentials.source",
+            format!(
+                "Anonymous is only for GCP emulators (with spec.gcp.endpoints), not for {}: use Secret, \
+                 Environment or WorkloadIdentity",
+                spec.provider
+            ),
+        ));
+    }
     SpecErrors(errors).into_result()
+}
+
+/// GCP needs the project (every resource name carries it); each service has its own
+/// endpoint, so the single `spec.endpoint` cannot say where to go; where buckets live is
+/// `gcp.location`, so `spec.region` would be a second, ignored answer.
+fn gcp_provider(spec: &ProviderConfigSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let gcp = spec.gcp.clone().unwrap_or_default();
+    match gcp.project.as_deref() {
+        None => errors.push(FieldError::new(
+            "spec.gcp.project",
+            "is required with provider gcp: name the project holding buckets, topics and tables",
+        )),
+        Some(project) if !gcp_project_id(project) => errors.push(FieldError::new(
+            "spec.gcp.project",
+            format!(
+                "'{project}' is not a project ID: use 6 to 30 lowercase letters, digits and hyphens, starting \
+                 with a letter and not ending with a hyphen"
+            ),
+        )),
+        Some(_) => {}
+    }
+    if let Some(location) = gcp.location.as_deref()
+        && (location.is_empty() || !location.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        errors.push(FieldError::new(
+            "spec.gcp.location",
+            format!("'{location}' is not a location such as europe-west1, EU or US"),
+        ));
+    }
+    if spec.endpoint.is_some() {
+        errors.push(FieldError::new(
+            "spec.endpoint",
+            "is not used with provider gcp, whose services each have an endpoint: set \
+             spec.gcp.endpoints.storage, .pubsub and .bigtable instead",
+        ));
+    }
+    if spec.region.is_some() {
+        errors.push(FieldError::new(
+            "spec.region",
+            "is not used with provider gcp: set spec.gcp.location (where buckets are made) instead",
+        ));
+    }
+    let endpoints = gcp.endpoints.unwrap_or_default();
+    for (service, url) in endpoints.overrides() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(FieldError::new(
+                format!("spec.gcp.endpoints.{service}"),
+                format!("'{url}' must be an http:// or https:// URL"),
+            ));
+        }
+    }
+    if spec.credentials.source == CredentialsSource::Anonymous && endpoints.overrides().is_empty() {
+        errors.push(FieldError::new(
+            "spec.credentials.source",
+            "Anonymous needs an endpoint override (an emulator) in spec.gcp.endpoints: Google's own endpoints \
+             refuse unauthenticated calls; use Secret (serviceAccountKey), Environment or WorkloadIdentity",
+        ));
+    }
+    errors
+}
+
+/// Project IDs: 6 to 30 lowercase letters, digits and hyphens, starting with a letter.
+fn gcp_project_id(id: &str) -> bool {
+    (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Azure needs the storage account (names resources and signs requests); each service has
@@ -440,10 +540,29 @@ fn gcs_bucket_name(name: &str) -> Option<String> {
     None
 }
 
+/// Pub/Sub topic and subscription names (the last part of `projects/<p>/topics/<name>`).
+pub(crate) fn pubsub_name(name: &str) -> Option<String> {
+    if !(3..=255).contains(&name.len()) {
+        return Some("must be 3 to 255 characters long".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Some("must start with a letter".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~+%".contains(c)) {
+        return Some("use only letters, digits and - _ . ~ + %".into());
+    }
+    if name.starts_with("goog") {
+        return Some("must not start with 'goog'".into());
+    }
+    None
+}
+
 /// Tag keys CloudKit writes itself (`cloudkit.dev/owner`, a function's code record).
 pub const RESERVED_TAG_PREFIX: &str = "cloudkit.dev/";
 /// The same on Azure, whose metadata keys cannot hold `.` or `/` (`cloudkit_owner`).
 pub const RESERVED_AZURE_METADATA_PREFIX: &str = "cloudkit_";
+/// The same on GCP, whose label keys cannot hold `.` or `/` either (`cloudkit-owner`).
+pub const RESERVED_GCP_LABEL_PREFIX: &str = "cloudkit-";
 
 /// Tags map to S3 tags, Azure metadata or GCS labels; each has its own rules.
 pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
@@ -499,6 +618,10 @@ pub(crate) fn tags(tags: &Tags, cloud: Cloud) -> Vec<FieldError> {
             Cloud::Azure if !value.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) => {
                 Some("Azure metadata values travel as HTTP headers: use printable ASCII only".to_owned())
             }
+            Cloud::Gcp if key.starts_with(RESERVED_GCP_LABEL_PREFIX) => Some(format!(
+                "on GCP, label keys starting with '{RESERVED_GCP_LABEL_PREFIX}' are CloudKit's own (it records the \
+                 owner there): rename the tag"
+            )),
             Cloud::Gcp if !gcs_label(key, true) => Some(
                 "GCP label keys must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"
                     .to_owned(),
@@ -702,6 +825,65 @@ mod tests {
                 "spec.resyncInterval"
             ]
         );
+    }
+
+    #[test]
+    fn gcp_provider_config_needs_a_project_and_per_service_endpoints() {
+        let spec: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "provider": "gcp", "endpoint": "http://127.0.0.1:4443", "region": "us-east-1",
+            "credentials": {"source": "Anonymous"},
+            "gcp": {"endpoints": {"pubsub": "127.0.0.1:8085"}}
+        }))
+        .expect("parses");
+        let fields: Vec<String> = provider_config(&spec)
+            .expect_err("invalid")
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.gcp.project",
+                "spec.endpoint",
+                "spec.region",
+                "spec.gcp.endpoints.pubsub"
+            ]
+        );
+        let anonymous_to_google: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "provider": "gcp", "credentials": {"source": "Anonymous"}, "gcp": {"project": "my-project"}
+        }))
+        .expect("parses");
+        let errors = provider_config(&anonymous_to_google)
+            .expect_err("anonymous needs an emulator")
+            .0;
+        assert_eq!(errors[0].field, "spec.credentials.source");
+        let ok: ProviderConfigSpec = serde_json::from_value(serde_json::json!({
+            "provider": "gcp", "credentials": {"source": "Anonymous"},
+            "gcp": {"project": "cloudkit-dev", "location": "EU", "endpoints": {"storage": "http://127.0.0.1:4443"}}
+        }))
+        .expect("parses");
+        assert_eq!(provider_config(&ok), Ok(()));
+        let aws_anonymous: ProviderConfigSpec =
+            serde_json::from_value(serde_json::json!({"provider": "aws", "credentials": {"source": "Anonymous"}}))
+                .expect("parses");
+        assert!(provider_config(&aws_anonymous).is_err());
+    }
+
+    #[test]
+    fn gcs_labels_and_keys() {
+        let mut s = spec();
+        s.tags.insert("cloudkit-owner".into(), "x".into());
+        s.tags.insert("team".into(), "data-1".into());
+        s.encryption.key_id = Some("alias/my-key".into());
+        let fields: Vec<String> = bucket("good-name", "metadata.name", &s, Cloud::Gcp)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["spec.tags.cloudkit-owner", "spec.encryption.keyId"]);
+        s.tags.remove("cloudkit-owner");
+        s.encryption.key_id = Some("projects/p/locations/eu/keyRings/r/cryptoKeys/k".into());
+        assert!(bucket("good-name", "metadata.name", &s, Cloud::Gcp).is_empty());
     }
 
     #[test]

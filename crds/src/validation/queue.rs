@@ -1,6 +1,6 @@
 //! Queue checks: SQS naming, FIFO rules and attribute ranges.
 
-use super::{FieldError, azure_queue_name, fifo_name, in_range, name_error, tags};
+use super::{FieldError, azure_queue_name, fifo_name, in_range, name_error, pubsub_name, tags};
 use crate::provider_config::Cloud;
 use crate::queue::QueueSpec;
 
@@ -37,6 +37,40 @@ pub fn queue(name: &str, name_field: &str, spec: &QueueSpec, cloud: Cloud) -> Ve
         errors.extend(tags(&spec.tags, cloud));
     }
     let i = |v: Option<i32>| v.map(i64::from);
+    if cloud == Cloud::Gcp {
+        if let Some(problem) = pubsub_name(name) {
+            errors.push(name_error(name_field, name, "Pub/Sub subscription", &problem));
+        }
+        errors.extend(tags(&spec.tags, cloud));
+        if spec.gcp.is_none() {
+            errors.push(FieldError::new(
+                "spec.gcp.topicRef",
+                "is required on GCP: a Queue there is a Pub/Sub subscription, which receives the messages of a \
+                 topic; add spec.gcp.topicRef: {name: <a Topic in this namespace>}",
+            ));
+        }
+        // Pub/Sub's own ranges, narrower than SQS's.
+        in_range(
+            &mut errors,
+            "spec.visibilityTimeoutSeconds",
+            i(spec.visibility_timeout_seconds),
+            10..=600,
+        );
+        in_range(
+            &mut errors,
+            "spec.messageRetentionSeconds",
+            i(spec.message_retention_seconds),
+            600..=604_800,
+        );
+        if let Some(dl) = &spec.dead_letter {
+            in_range(
+                &mut errors,
+                "spec.deadLetter.maxReceiveCount",
+                Some(dl.max_receive_count.into()),
+                5..=100,
+            );
+        }
+    }
     in_range(
         &mut errors,
         "spec.visibilityTimeoutSeconds",

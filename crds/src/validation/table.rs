@@ -23,6 +23,9 @@ pub fn table(name: &str, name_field: &str, spec: &TableSpec, cloud: Cloud) -> Ve
     {
         errors.push(name_error(name_field, name, "Azure table", &problem));
     }
+    if cloud == Cloud::Gcp {
+        errors.extend(bigtable(name, name_field, spec));
+    }
     // Every attribute used in a key has one type, wherever it is used.
     let mut types: BTreeMap<String, (AttributeType, String)> = BTreeMap::new();
     let mut key = |errors: &mut Vec<FieldError>, field: String, name: &str, type_: AttributeType| {
@@ -145,6 +148,63 @@ fn dynamodb_name(name: &str) -> Option<String> {
         return Some("use only letters, digits, '_', '-' and '.'".into());
     }
     None
+}
+
+/// Bigtable: the instance is required; table IDs and column family names have their own
+/// rules.
+fn bigtable(name: &str, name_field: &str, spec: &TableSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let id_ok = |text: &str, max: usize, first_dash: bool| {
+        !text.is_empty()
+            && text.len() <= max
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || (first_dash && c == '-'))
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !id_ok(name, 50, false) {
+        errors.push(name_error(
+            name_field,
+            name,
+            "Bigtable table",
+            "use 1 to 50 letters, digits, '-', '_' and '.', starting with a letter, digit or '_'",
+        ));
+    }
+    let gcp = spec.gcp.clone().unwrap_or_default();
+    match gcp.instance.as_deref() {
+        None => errors.push(FieldError::new(
+            "spec.gcp.instance",
+            "is required on GCP: name the Bigtable instance holding the table",
+        )),
+        Some(instance) => {
+            let ok = (6..=33).contains(&instance.len())
+                && instance.starts_with(|c: char| c.is_ascii_lowercase())
+                && !instance.ends_with('-')
+                && instance
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                errors.push(FieldError::new(
+                    "spec.gcp.instance",
+                    format!(
+                        "'{instance}' is not a Bigtable instance ID: use 6 to 33 lowercase letters, digits and \
+                         hyphens, starting with a letter"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, family) in gcp.column_families.iter().enumerate() {
+        let field = format!("spec.gcp.columnFamilies[{i}]");
+        if !id_ok(family, 64, true) {
+            errors.push(FieldError::new(
+                field,
+                format!("'{family}' is not a column family name: use 1 to 64 letters, digits, '-', '_' and '.'"),
+            ));
+        } else if !seen.insert(family) {
+            errors.push(FieldError::new(field, format!("'{family}' is listed twice")));
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{FieldError, fifo_name, name_error, tags};
+use super::{FieldError, fifo_name, in_range, name_error, pubsub_name, tags};
 use crate::provider_config::Cloud;
 use crate::topic::{Subscription, SubscriptionProtocol, TopicSpec};
 
@@ -19,6 +19,18 @@ pub fn topic(name: &str, name_field: &str, spec: &TopicSpec, cloud: Cloud) -> Ve
                 "applies to FIFO topics only: set spec.fifo: true or remove it",
             ));
         }
+    }
+    if cloud == Cloud::Gcp {
+        if let Some(problem) = pubsub_name(name) {
+            errors.push(name_error(name_field, name, "Pub/Sub topic", &problem));
+        }
+        errors.extend(tags(&spec.tags, cloud));
+        in_range(
+            &mut errors,
+            "spec.gcp.messageRetentionSeconds",
+            spec.gcp.as_ref().and_then(|g| g.message_retention_seconds),
+            600..=2_678_400,
+        );
     }
     // The first index each target appears at, to name the duplicate's original.
     let mut seen: BTreeMap<(SubscriptionProtocol, String), usize> = BTreeMap::new();

@@ -9,10 +9,14 @@ use crate::function::FunctionSpec;
 use crate::provider_config::Cloud;
 use crate::queue::QueueSpec;
 use crate::table::{AttributeType, BillingMode, TableSpec};
-use crate::topic::TopicSpec;
+use crate::topic::{SubscriptionProtocol, TopicSpec};
 
 fn on_azure(field: &str, why: &str) -> FieldError {
     FieldError::new(field, format!("is not supported on azure: {why}"))
+}
+
+fn on_gcp(field: &str, why: &str) -> FieldError {
+    FieldError::new(field, format!("is not supported on gcp: {why}"))
 }
 
 /// Bucket fields Azure sets per storage account, not per container.
@@ -51,6 +55,9 @@ pub fn bucket(spec: &BucketSpec, cloud: Cloud) -> Vec<FieldError> {
 /// polling or dead-letter queue.
 pub fn queue(spec: &QueueSpec, cloud: Cloud) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    if cloud == Cloud::Gcp {
+        return gcp_queue(spec);
+    }
     if cloud != Cloud::Azure {
         return errors;
     }
@@ -100,11 +107,40 @@ pub fn queue(spec: &QueueSpec, cloud: Cloud) -> Vec<FieldError> {
     errors
 }
 
+/// Queue fields a Pub/Sub subscription does not have: Pub/Sub delivers at once, to
+/// messages of its own size limit (10 MB), and has no long polling switch (a pull waits).
+fn gcp_queue(spec: &QueueSpec) -> Vec<FieldError> {
+    [
+        (
+            "spec.delaySeconds",
+            spec.delay_seconds.is_some(),
+            "Pub/Sub delivers each message as soon as it is published",
+        ),
+        (
+            "spec.maxMessageSizeBytes",
+            spec.max_message_size_bytes.is_some(),
+            "messages are at most 10 MB, fixed by the service",
+        ),
+        (
+            "spec.receiveWaitTimeSeconds",
+            spec.receive_wait_time_seconds.is_some(),
+            "a pull waits for messages by itself; there is no long polling setting",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, set, _)| *set)
+    .map(|(field, _, why)| on_gcp(field, &format!("{why}; remove it")))
+    .collect()
+}
+
 /// Table fields Azure Table storage does not have: it is schemaless (keys are always the
 /// string properties PartitionKey and RowKey), billed per use, and has no indexes, expiry,
 /// delete lock or tags on a table.
 pub fn table(spec: &TableSpec, cloud: Cloud) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    if cloud == Cloud::Gcp {
+        return gcp_table(spec);
+    }
     if cloud != Cloud::Azure {
         return errors;
     }
@@ -152,9 +188,80 @@ pub fn table(spec: &TableSpec, cloud: Cloud) -> Vec<FieldError> {
     errors
 }
 
-/// No Azure backend yet: the whole kind is refused when its backend is looked up.
-pub fn topic(_spec: &TopicSpec, _cloud: Cloud) -> Vec<FieldError> {
-    Vec::new()
+/// Topic fields a Pub/Sub topic does not have (on Azure, the whole kind is refused when its
+/// backend is looked up). A Pub/Sub subscription belongs to one topic and is itself a
+/// CloudKit Queue there, which names its topic: a Topic cannot also list it, as each would
+/// then wait for the other.
+pub fn topic(spec: &TopicSpec, cloud: Cloud) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if cloud != Cloud::Gcp {
+        return errors;
+    }
+    if spec.fifo {
+        errors.push(on_gcp(
+            "spec.fifo",
+            "Pub/Sub orders messages per subscription: set fifo: true on the Queue (its subscription) and \
+             publish with an ordering key; remove it here",
+        ));
+    }
+    if spec.display_name.is_some() {
+        errors.push(on_gcp(
+            "spec.displayName",
+            "Pub/Sub topics have no display name; remove it",
+        ));
+    }
+    for (i, s) in spec.subscriptions.iter().enumerate() {
+        let why = match (&s.protocol, &s.queue_ref) {
+            (SubscriptionProtocol::Queue, Some(q)) => format!(
+                "a Queue on GCP is itself a Pub/Sub subscription: remove this entry and set spec.gcp.topicRef: \
+                 {{name: <this Topic>}} on Queue '{}'",
+                q.name
+            ),
+            (protocol, _) => format!(
+                "{protocol} subscriptions are not managed on GCP yet (Pub/Sub push subscriptions, Cloud Functions \
+                 triggers); remove this entry"
+            ),
+        };
+        errors.push(on_gcp(&format!("spec.subscriptions[{i}]"), &why));
+    }
+    errors
+}
+
+/// Table fields a Bigtable table does not have: capacity is the instance's (its nodes), and
+/// there are no secondary indexes, expiry attribute or labels on a table. Deletion
+/// protection exists on Bigtable but is not managed by CloudKit yet.
+fn gcp_table(spec: &TableSpec) -> Vec<FieldError> {
+    [
+        (
+            "spec.billing.mode",
+            spec.billing.mode == BillingMode::Provisioned,
+            "capacity is the instance's (its nodes), not the table's: use OnDemand",
+        ),
+        (
+            "spec.ttlAttribute",
+            spec.ttl_attribute.is_some(),
+            "cells expire by the garbage-collection policy of their column family, not by an attribute",
+        ),
+        (
+            "spec.globalSecondaryIndexes",
+            !spec.global_secondary_indexes.is_empty(),
+            "Bigtable indexes the row key only",
+        ),
+        (
+            "spec.deletionProtection",
+            spec.deletion_protection,
+            "not managed on GCP by CloudKit yet",
+        ),
+        (
+            "spec.tags",
+            !spec.tags.is_empty(),
+            "a Bigtable table has no labels (label the instance instead)",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, set, _)| *set)
+    .map(|(field, _, why)| on_gcp(field, &format!("{why}; remove it")))
+    .collect()
 }
 
 /// No Azure backend yet: the whole kind is refused when its backend is looked up.
@@ -214,6 +321,45 @@ mod tests {
         );
         let plain: QueueSpec = serde_json::from_value(serde_json::json!({"tags": {"team": "a"}})).expect("spec");
         assert!(queue(&plain, Cloud::Azure).is_empty());
+    }
+
+    #[test]
+    fn fields_pubsub_lacks_are_named() {
+        let q: QueueSpec = serde_json::from_value(serde_json::json!({
+            "delaySeconds": 5, "receiveWaitTimeSeconds": 2, "gcp": {"topicRef": {"name": "t"}}
+        }))
+        .expect("spec");
+        assert_eq!(
+            fields(queue(&q, Cloud::Gcp)),
+            ["spec.delaySeconds", "spec.receiveWaitTimeSeconds"]
+        );
+        let t: TopicSpec = serde_json::from_value(serde_json::json!({
+            "fifo": true, "displayName": "x",
+            "subscriptions": [{"protocol": "Queue", "queueRef": {"name": "orders"}}]
+        }))
+        .expect("spec");
+        let errors = topic(&t, Cloud::Gcp);
+        assert_eq!(
+            fields(errors.clone()),
+            ["spec.fifo", "spec.displayName", "spec.subscriptions[0]"]
+        );
+        assert!(errors[2].message.contains("spec.gcp.topicRef"), "{}", errors[2].message);
+        assert!(topic(&t, Cloud::Aws).is_empty());
+    }
+
+    #[test]
+    fn table_fields_bigtable_lacks() {
+        let spec: TableSpec = serde_json::from_value(serde_json::json!({
+            "partitionKey": {"name": "id", "type": "Number"},
+            "ttlAttribute": "exp", "deletionProtection": true, "tags": {"a": "b"},
+            "gcp": {"instance": "main-instance"}
+        }))
+        .expect("spec");
+        assert_eq!(
+            fields(table(&spec, Cloud::Gcp)),
+            ["spec.ttlAttribute", "spec.deletionProtection", "spec.tags"],
+            "any key type is fine for a row key"
+        );
     }
 
     #[test]

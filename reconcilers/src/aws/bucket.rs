@@ -152,6 +152,7 @@ impl ExternalResource for S3Bucket {
             encryption_key_id: encryption_key_id?,
             public_access: None,
             default_encryption_scope: None,
+            storage_class: None,
         };
         Ok(Some(Observed::ready(state, self.outputs(name))))
     }

@@ -110,6 +110,7 @@ impl ExternalResource for SqsQueue {
             content_based_deduplication: flag(Attr::ContentBasedDeduplication),
             kms_key_id: attrs.get(&Attr::KmsMasterKeyId).filter(|k| !k.is_empty()).cloned(),
             tags,
+            topic: None,
         };
         let outputs = Outputs {
             arn: attrs.get(&Attr::QueueArn).cloned(),

@@ -399,6 +399,7 @@ impl ExternalResource for DynamoTable {
             deletion_protection: table.deletion_protection_enabled().unwrap_or(false),
             global_secondary_indexes,
             tags: tags?,
+            column_families: None,
         };
         let mut outputs = Outputs {
             arn: Some(arn),

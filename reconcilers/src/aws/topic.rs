@@ -737,6 +737,7 @@ impl ExternalResource for SnsTopic {
             content_based_deduplication: flag(&attrs, "ContentBasedDeduplication"),
             tags,
             subscriptions,
+            message_retention_seconds: None,
         };
         let outputs = Outputs {
             arn: Some(arn.clone()),

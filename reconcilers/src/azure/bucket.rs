@@ -162,6 +162,7 @@ impl ExternalResource for BlobContainer {
             encryption_key_id: None,
             public_access,
             default_encryption_scope,
+            storage_class: None,
         };
         Ok(Some(Observed::ready(state, self.outputs(name))))
     }

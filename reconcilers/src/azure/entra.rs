@@ -72,7 +72,9 @@ pub(super) fn credential(
         }
         ResolvedCredentials::Static { .. }
         | ResolvedCredentials::AzureSharedKey { .. }
-        | ResolvedCredentials::AzureSas { .. } => {
+        | ResolvedCredentials::AzureSas { .. }
+        | ResolvedCredentials::GcpServiceAccount { .. }
+        | ResolvedCredentials::Anonymous => {
             return Err(CloudError::Rejected {
                 reason: Reason::InternalError,
                 message: "an Entra ID credential was asked for keys that sign requests themselves".into(),

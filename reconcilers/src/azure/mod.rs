@@ -238,7 +238,9 @@ impl Clients {
                 (sign, None)
             }
             ResolvedCredentials::AzureSas { token } => (Sign::Sas { token: token.clone() }, Some(token.clone())),
-            ResolvedCredentials::Static { .. } => {
+            ResolvedCredentials::Static { .. }
+            | ResolvedCredentials::GcpServiceAccount { .. }
+            | ResolvedCredentials::Anonymous => {
                 return Err(CloudError::Rejected {
                     reason: Reason::CredentialsInvalid,
                     message: "Azure needs the storage account's accountKey, a sasToken or an Entra ID clientSecret \
@@ -290,31 +292,8 @@ impl Clients {
     }
 }
 
-/// reqwest with rustls on ring, the provider kube already uses: reqwest's own `rustls`
-/// feature brings aws-lc, and two providers in one process make rustls panic.
 fn http_client() -> Result<reqwest::Client, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?;
-    let tls = match versions.clone().with_platform_verifier() {
-        Ok(builder) => builder.with_no_client_auth(),
-        // No usable system roots: plain-HTTP endpoints (Azurite) still work, and HTTPS calls
-        // fail naming an unknown issuer rather than the controller failing to start.
-        Err(e) => {
-            tracing::warn!("Azure HTTPS: no system root certificates ({e}); only http:// endpoints will work");
-            versions
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        }
-    };
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| format!("building the Azure HTTP client: {e}"))
+    crate::https::client("Azure", CONNECT_TIMEOUT, REQUEST_TIMEOUT)
 }
 
 /// A failed call: the error the controller acts on, and what the caller may match on.

@@ -86,6 +86,7 @@ impl ExternalResource for StorageQueue {
             content_based_deduplication: false,
             kms_key_id: None,
             tags: metadata_to_tags(metadata),
+            topic: None,
         };
         Ok(Some(Observed::ready(state, self.outputs(name))))
     }

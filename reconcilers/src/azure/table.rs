@@ -109,6 +109,7 @@ impl ExternalResource for StorageTable {
             deletion_protection: false,
             global_secondary_indexes: Default::default(),
             tags: Tags::new(),
+            column_families: None,
         };
         Ok(Some(Observed::ready(state, self.outputs(name))))
     }

@@ -7,6 +7,7 @@
 //! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
 
 pub mod entra;
+pub mod gcp;
 pub mod proxy;
 
 use std::fs::File;
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn required_env(name: &str) -> String {
+pub(crate) fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the e2e tests through scripts/test.sh, or export KUBECONFIG, CLOUDKIT_AWS_ENDPOINT and CLOUDKIT_BIN")
     })
@@ -418,7 +419,7 @@ impl Drop for Harness {
     }
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, body: Value)
+pub(crate) async fn apply<K>(api: &Api<K>, name: &str, body: Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
