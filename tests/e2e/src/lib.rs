@@ -6,6 +6,7 @@
 //! (`CLOUDKIT_AWS_ENDPOINT`) and the binary (`CLOUDKIT_BIN`); `scripts/test.sh` sets all
 //! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
 
+pub mod bench;
 pub mod entra;
 pub mod proxy;
 
@@ -249,6 +250,11 @@ impl Harness {
             "CreateRole: {response}"
         );
         format!("arn:aws:iam::123456789012:role/{name}")
+    }
+
+    /// The running controller's process id (for its RSS and CPU in /proc).
+    pub fn controller_pid(&self) -> Option<u32> {
+        self.controller.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no graceful shutdown, as after a crash or an evicted pod.
