@@ -454,6 +454,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         recovered: recovery::channel(),
         cluster: args.cluster_name.clone(),
         last_resolved: Default::default(),
+        secrets: Default::default(),
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");

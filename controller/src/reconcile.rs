@@ -52,6 +52,8 @@ pub struct Context {
     pub ambient: provider::Ambient,
     /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
     pub last_resolved: provider::LastResolved,
+    /// Credentials Secrets as last read (provider::SecretCache).
+    pub secrets: provider::SecretCache,
     /// This cluster's name in owner tags (`--cluster-name`).
     pub cluster: String,
     /// Told when a cloud answers an object that it had not answered before.
@@ -110,6 +112,7 @@ async fn unserved<K: ManagedKind>(obj: &K, ctx: &Context) -> Option<Failure> {
     let provider = provider::resolve(
         &ctx.client,
         &ctx.provider_configs,
+        &ctx.secrets,
         &obj.namespace().unwrap_or_default(),
         &obj.managed().provider_config_ref.name,
         &ctx.ambient,
@@ -186,6 +189,10 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             Ok(Action::requeue(synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0)))
         }
         Err(failure) => {
+            if !matches!(failure, Failure::Waiting { .. }) {
+                // Perhaps the credentials changed: the retry reads them again.
+                ctx.secrets.forget_namespace(&obj.namespace().unwrap_or_default());
+            }
             report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
             let delay = match &failure {
                 // Nothing failed: look again soon, and keep the backoff for real errors.
@@ -211,6 +218,7 @@ async fn sync<K: ManagedKind>(
     let provider = provider::resolve(
         &ctx.client,
         &ctx.provider_configs,
+        &ctx.secrets,
         &namespace,
         config_name,
         &ctx.ambient,
@@ -599,6 +607,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         let provider = match provider::resolve(
             &ctx.client,
             &ctx.provider_configs,
+            &ctx.secrets,
             &namespace,
             config_name,
             &ctx.ambient,
