@@ -408,7 +408,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (configs, writer) = reflector::store();
     let config_watch = reflector::reflector(
         writer,
-        watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default()),
+        watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default()).modify(lighten),
     )
     .default_backoff()
     .touched_objects()
@@ -547,6 +547,30 @@ async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc
         .await;
 }
 
+/// What kube-apiserver sends that the controller never reads, dropped before caching:
+/// `managedFields` (one entry per writer, the controller's status apply being the largest)
+/// and `kubectl apply`'s copy of the whole manifest in an annotation. Together they were
+/// most of a cached object (docs/bench/scale.md).
+fn lighten<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Drops what the controller keeps per object once the object is gone, whatever path it
+/// took (released by cleanup, retained, or never given a finalizer): a long-running
+/// controller's memory must not grow with every object it ever saw.
+fn forget_deleted<K: ManagedKind>(ctx: Arc<Context>) -> impl FnMut(&watcher::Event<K>) {
+    move |event| {
+        if let watcher::Event::Delete(obj) = event {
+            ctx.backoff.reset(&reconcile::backoff_key(obj));
+            ctx.metrics.set_drifted(&reconcile::object_key(obj), false);
+        }
+    }
+}
+
 /// Runs the generic loop for one kind until a shutdown signal.
 async fn run_kind<K: ManagedKind>(
     client: &Client,
@@ -568,11 +592,13 @@ async fn run_kind<K: ManagedKind>(
     });
     let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
+        .modify(lighten)
         .reflect(writer)
         // Status changes and deletions are seen here, before the filter below drops them:
         // an object turning Ready wakes those that wait for it, one going away wakes those
         // it referenced (their deletion may wait for it).
         .inspect_ok(references::announcer::<K>(signals, K::KIND, graph))
+        .inspect_ok(forget_deleted::<K>(ctx.clone()))
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),

@@ -133,9 +133,13 @@ pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>)
         },
         _ => None,
     };
-    let delay = ctx.backoff.next(&key(&*obj), at_least);
+    let delay = ctx.backoff.next(&backoff_key(&*obj), at_least);
     warn!(kind = %K::kind(&()), object = %key(&*obj), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    key(obj)
 }
 
 fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -145,6 +149,12 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or_default(),
         obj.meta().name.as_deref().unwrap_or_default()
     )
+}
+
+/// An object's backoff is kept by UID, not name: an object deleted and made again under the
+/// same name starts afresh, and its entry is dropped when the watch sees it go.
+pub fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_else(|| key(obj))
 }
 
 pub fn now() -> String {
@@ -158,7 +168,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
     let mut current = obj.managed_status().cloned();
     match sync(api, obj, ctx, &name, &mut current).await {
         Ok(synced) => {
-            ctx.backoff.reset(&key(obj));
+            ctx.backoff.reset(&backoff_key(obj));
             if recovery::was_unreachable(current.as_ref()) {
                 // Its neighbours on the same ProviderConfig need not wait out their backoff.
                 let config = (
@@ -182,7 +192,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             {
                 // Ready only once the applications' Secret holds the outputs too.
                 report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
-                return Ok(Action::requeue(ctx.backoff.next(&key(obj), None)));
+                return Ok(Action::requeue(ctx.backoff.next(&backoff_key(obj), None)));
             }
             write_status(api, obj, &mut current, next).await?;
             // A little jitter keeps many objects created together from resyncing together.
@@ -197,7 +207,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             let delay = match &failure {
                 // Nothing failed: look again soon, and keep the backoff for real errors.
                 Failure::Waiting { after, .. } => *after,
-                _ => ctx.backoff.next(&key(obj), failure.retry_after()),
+                _ => ctx.backoff.next(&backoff_key(obj), failure.retry_after()),
             };
             Ok(Action::requeue(delay))
         }
@@ -636,7 +646,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
     .await;
     match result {
         Ok(()) => {
-            ctx.backoff.reset(&key(obj));
+            ctx.backoff.reset(&backoff_key(obj));
             ctx.metrics.set_drifted(&key(obj), false);
             info!(kind = %K::kind(&()), object = %key(obj), "deleted '{name}'");
             publish(ctx, obj, EventType::Normal, "Deleted", format!("deleted '{name}'")).await;
