@@ -18,6 +18,7 @@ mod provider_config;
 mod reconcile;
 mod recovery;
 mod references;
+mod resync;
 mod shared_tags;
 mod status;
 
@@ -191,6 +192,11 @@ struct ControllerArgs {
     /// is reported Stalled, so pipelines stop waiting; retries go on (e.g. 90s, 5m, 1h).
     #[arg(long, env = "CLOUDKIT_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
     stall_after: Duration,
+    /// The shortest `resyncInterval` a ProviderConfig may ask for: a floor, so that one
+    /// ProviderConfig set to `1s` cannot make thousands of objects poll their cloud every
+    /// second (the end-to-end tests lower it to see drift within seconds).
+    #[arg(long, env = "CLOUDKIT_MIN_RESYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    min_resync_interval: Duration,
     /// Namespaces whose ProviderConfigs may use the controller's own credentials
     /// (`source: Environment` or `WorkloadIdentity`): comma-separated, `*` for all, empty for
     /// none. In a cluster shared by teams, list only the operator's namespaces.
@@ -450,6 +456,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         backoff: Backoff::default(),
         stores,
         stall_after: args.stall_after,
+        min_resync: args.min_resync_interval,
         ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
         recovered: recovery::channel(),
         cluster: args.cluster_name.clone(),

@@ -27,7 +27,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider, recovery, shared_tags};
+use crate::{connection_secret, identity, provider, recovery, resync, shared_tags};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
@@ -48,6 +48,8 @@ pub struct Context {
     /// How long a generation may fail for reasons that usually heal before it is reported
     /// Stalled (`--stall-after`).
     pub stall_after: Duration,
+    /// The shortest resync interval any ProviderConfig gets (`--min-resync-interval`).
+    pub min_resync: Duration,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
     /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
@@ -195,8 +197,9 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
                 return Ok(Action::requeue(ctx.backoff.next(&backoff_key(obj), None)));
             }
             write_status(api, obj, &mut current, next).await?;
-            // A little jitter keeps many objects created together from resyncing together.
-            Ok(Action::requeue(synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0)))
+            // On the object's own phase of the interval: see resync.rs.
+            let interval = synced.resync.max(ctx.min_resync);
+            Ok(Action::requeue(resync::next(&backoff_key(obj), interval)))
         }
         Err(failure) => {
             if !matches!(failure, Failure::Waiting { .. }) {

@@ -168,6 +168,8 @@ impl Harness {
             ])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
+            // The ProviderConfigs here resync every 2s, below the controller's floor.
+            .env("CLOUDKIT_MIN_RESYNC_INTERVAL", "1s")
             .envs(self.controller_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
