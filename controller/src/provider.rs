@@ -59,17 +59,19 @@ impl LastResolved {
 /// How soon an object whose ProviderConfig or Secret is missing looks again.
 const RECHECK: Duration = Duration::from_secs(10);
 
-/// How long a cached credentials Secret is used without reading it again. The
-/// ProviderConfig's own check (every 10 minutes, and at once when it changes) reads it
-/// afresh and refreshes the cache, so this only bounds how stale a cache can get.
-const SECRET_MAX_AGE: Duration = Duration::from_secs(660);
+/// How long a cached credentials Secret is used without reading it again: a deleted or
+/// rotated Secret is seen within this (tests/e2e/tests/drift.rs deletes one and waits for
+/// CredentialsNotFound). One GET per Secret per 30 s, where there was one per reconcile.
+/// The ProviderConfig's own check also reads it afresh and refreshes the cache.
+const SECRET_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Credentials Secrets as last read, by namespace and name. Without it every reconcile
 /// cost one Secret GET (two for a new object): 10,000 objects resyncing every 10 minutes
 /// were 17 GETs a second of the same Secret. The controller may not list or watch Secrets
-/// (the chart grants get only, so it cannot enumerate them), so instead of a watch the
-/// cache is refreshed by the ProviderConfig check, and dropped for a namespace whenever a
-/// reconcile there fails: a rotated key that the cloud refuses is read again at the retry.
+/// (the chart grants get only, so it cannot enumerate them), so instead of a watch entries
+/// expire, are refreshed by the ProviderConfig check, and are dropped for a namespace
+/// whenever a reconcile there fails: a rotated key that the cloud refuses is read again at
+/// the retry.
 #[derive(Default)]
 pub struct SecretCache(Mutex<HashMap<(String, String), CachedSecret>>);
 
