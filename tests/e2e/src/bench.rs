@@ -335,6 +335,14 @@ async fn emulator_rate(h: &Harness, buckets: usize, concurrency: usize) -> (f64,
     (f64::from(calls) / took, mean * 1000.0)
 }
 
+/// Errors an overloaded apiserver or etcd gives that a retry may not.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
+        _ => true,
+    }
+}
+
 async fn create_all(api: &Api<Bucket>, names: &[String], parallel: usize) {
     futures::stream::iter(names.iter().cloned())
         .map(|name| {
@@ -345,9 +353,19 @@ async fn create_all(api: &Api<Bucket>, names: &[String], parallel: usize) {
                     "metadata": {"name": name}, "spec": {}
                 }))
                 .expect("a Bucket");
-                api.create(&PostParams::default(), &bucket)
-                    .await
-                    .unwrap_or_else(|e| panic!("create {name}: {e}"));
+                // An overloaded etcd answers 500 "request timed out" (seen at N = 10,000 on
+                // a loaded machine), possibly after storing the object: retry, and take
+                // AlreadyExists after a failed attempt as done.
+                let mut tries = 0;
+                loop {
+                    match api.create(&PostParams::default(), &bucket).await {
+                        Ok(_) => break,
+                        Err(kube::Error::Api(e)) if e.code == 409 && tries > 0 => break,
+                        Err(e) if tries < 5 && transient(&e) => tries += 1,
+                        Err(e) => panic!("create {name}: {e}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         })
         .buffer_unordered(parallel)
@@ -510,9 +528,16 @@ pub async fn run(opts: &Options) -> Figures {
         .for_each_concurrent(opts.client_parallel, |name| {
             let api = api.clone();
             async move {
-                api.delete(&name, &DeleteParams::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+                let mut tries = 0;
+                loop {
+                    match api.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => break,
+                        Err(kube::Error::Api(e)) if e.code == 404 && tries > 0 => break,
+                        Err(e) if tries < 5 && transient(&e) => tries += 1,
+                        Err(e) => panic!("delete {name}: {e}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         })
         .await;
