@@ -4,6 +4,12 @@
 # references at 10,000 objects. Runs against the same environment as scripts/test.sh and
 # writes docs/bench/latest.md.
 #   scripts/bench.sh            (CLOUDKIT_BENCH_DEPENDENTS=100 by default)
+#
+# The scale benchmark (issue 14): N Buckets per size against the same environment, with a
+# release build of the controller; appends a section to docs/bench/scale.md.
+#   scripts/bench.sh scale [N...]     (default: 100 1000; e.g. `scale 10000` takes ~15 min)
+#   CLOUDKIT_BENCH_LABEL="after X"   names the section; CLOUDKIT_BENCH_ARGS passes
+#                                    --idle/--resync/--probes to cloudkit-bench
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +20,19 @@ export CLOUDKIT_BENCH_DEPENDENTS=${CLOUDKIT_BENCH_DEPENDENTS:-100}
 "$ROOT/scripts/dev-env.sh" up
 # shellcheck source=/dev/null
 source "$("$ROOT/scripts/dev-env.sh" env)"
+
+if [[ ${1:-} == scale ]]; then
+    shift
+    (($#)) || set -- 100 1000
+    # Apart: built together, the two would unify features and rebuild every dependency.
+    cargo build -q --release -p cloudkit
+    cargo build -q --release -p cloudkit-e2e --bin cloudkit-bench
+    export CLOUDKIT_BIN=$CARGO_TARGET_DIR/release/cloudkit
+    "$CLOUDKIT_BIN" crds | kubectl apply --server-side --force-conflicts -f - >/dev/null 2> >(grep -v '^Warning' >&2)
+    # shellcheck disable=SC2086
+    exec "$CARGO_TARGET_DIR/release/cloudkit-bench" --out docs/bench/scale.md \
+        --label "${CLOUDKIT_BENCH_LABEL:-$(git rev-parse --short HEAD)}" ${CLOUDKIT_BENCH_ARGS:-} "$@"
+fi
 cargo build -p cloudkit
 export CLOUDKIT_BIN=$CARGO_TARGET_DIR/debug/cloudkit
 "$CLOUDKIT_BIN" crds | kubectl apply --server-side --force-conflicts -f - >/dev/null 2> >(grep -v '^Warning' >&2)

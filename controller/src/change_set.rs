@@ -203,9 +203,14 @@ async fn judged<K: ManagedKind>(client: &Client, clouds: &Clouds, world: &World,
             ))
         })?;
     // The controller's --ambient-credentials-namespaces is not known here: the plan allows them.
-    let mut provider = provider::from_config(client, config, &provider::Ambient::Everywhere)
-        .await
-        .map_err(Change::Refused)?;
+    let mut provider = provider::from_config(
+        client,
+        config,
+        &provider::Ambient::Everywhere,
+        provider::SecretRead::Uncached,
+    )
+    .await
+    .map_err(Change::Refused)?;
     provider.ctx = obj.placed(&provider.ctx);
     let target = format!("{} {}", provider.ctx.cloud, provider.ctx.region)
         .trim_end()

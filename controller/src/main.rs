@@ -18,6 +18,7 @@ mod provider_config;
 mod reconcile;
 mod recovery;
 mod references;
+mod resync;
 mod shared_maps;
 mod status;
 
@@ -191,6 +192,11 @@ struct ControllerArgs {
     /// is reported Stalled, so pipelines stop waiting; retries go on (e.g. 90s, 5m, 1h).
     #[arg(long, env = "CLOUDKIT_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
     stall_after: Duration,
+    /// The shortest `resyncInterval` a ProviderConfig may ask for: a floor, so that one
+    /// ProviderConfig set to `1s` cannot make thousands of objects poll their cloud every
+    /// second (the end-to-end tests lower it to see drift within seconds).
+    #[arg(long, env = "CLOUDKIT_MIN_RESYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    min_resync_interval: Duration,
     /// Namespaces whose ProviderConfigs may use the controller's own credentials
     /// (`source: Environment` or `WorkloadIdentity`): comma-separated, `*` for all, empty for
     /// none. In a cluster shared by teams, list only the operator's namespaces.
@@ -404,19 +410,23 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         candidate = Some(joined);
     }
 
-    // ProviderConfigs are read on every reconcile: keep them in a watch cache.
-    let (configs, writer) = reflector::store();
-    let config_watch = reflector::reflector(
-        writer,
-        watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|event| async {
-        if let Err(e) = event {
-            error!("watching ProviderConfigs (are the CRDs installed? `cloudkit crds | kubectl apply -f -`): {e}");
-        }
-    });
+    // ProviderConfigs are read on every reconcile: keep them in a watch cache. That one watch
+    // also feeds the ProviderConfig controller and every kind's trigger (one subscriber
+    // each), where there used to be seven watches of the same objects.
+    let (configs, writer) = reflector::store_shared(CONFIG_EVENTS_BUFFER);
+    let config_events = writer
+        .subscribe()
+        .ok_or("a shared ProviderConfig store has subscribers")?;
+    let config_watch = watcher(api::<ProviderConfig>(&client, namespace), watcher::Config::default())
+        .modify(lighten)
+        .default_backoff()
+        .reflect_shared(writer)
+        .touched_objects()
+        .for_each(|event| async {
+            if let Err(e) = event {
+                error!("watching ProviderConfigs (are the CRDs installed? `cloudkit crds | kubectl apply -f -`): {e}");
+            }
+        });
     let config_watch = tokio::spawn(config_watch);
     configs
         .wait_until_ready()
@@ -450,10 +460,12 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         backoff: Backoff::default(),
         stores,
         stall_after: args.stall_after,
+        min_resync: args.min_resync_interval,
         ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
         recovered: recovery::channel(),
         cluster: args.cluster_name.clone(),
         last_resolved: Default::default(),
+        secrets: Default::default(),
     });
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");
@@ -462,6 +474,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             run_kind::<Bucket>(
                 &client,
                 namespace,
+                config_events.clone(),
                 args.concurrency,
                 bucket_writer,
                 signals.clone(),
@@ -470,6 +483,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             run_kind::<Table>(
                 &client,
                 namespace,
+                config_events.clone(),
                 args.concurrency,
                 table_writer,
                 signals.clone(),
@@ -478,6 +492,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             run_kind::<Queue>(
                 &client,
                 namespace,
+                config_events.clone(),
                 args.concurrency,
                 queue_writer,
                 signals.clone(),
@@ -486,6 +501,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             run_kind::<Topic>(
                 &client,
                 namespace,
+                config_events.clone(),
                 args.concurrency,
                 topic_writer,
                 signals.clone(),
@@ -494,12 +510,13 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
             run_kind::<Function>(
                 &client,
                 namespace,
+                config_events.clone(),
                 args.concurrency,
                 function_writer,
                 signals.clone(),
                 ctx.clone()
             ),
-            run_provider_configs(&client, namespace, ctx),
+            run_provider_configs(config_events.clone(), ctx),
         )
     };
     let result = match candidate {
@@ -528,14 +545,15 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Keeps each ProviderConfig's own status current until a shutdown signal.
-async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc<Context>) {
+async fn run_provider_configs(config_events: ConfigEvents, ctx: Arc<Context>) {
     // A deleted ProviderConfig is let go when no cached object uses it: with caches not yet
     // filled, that would be every one.
     if let Err(e) = ctx.stores.wait_until_ready().await {
         error!("object caches: {e}");
         return;
     }
-    Controller::new(api::<ProviderConfig>(client, namespace), watcher::Config::default())
+    let configs = ctx.provider_configs.clone();
+    Controller::for_shared_stream(config_events, configs)
         .shutdown_on_signal()
         .run(provider_config::reconcile, provider_config::error_policy, ctx)
         .for_each(|result| async {
@@ -546,10 +564,51 @@ async fn run_provider_configs(client: &Client, namespace: Option<&str>, ctx: Arc
         .await;
 }
 
+/// What kube-apiserver sends that the controller never reads, dropped before caching:
+/// `managedFields` (one entry per writer, the controller's status apply being the largest)
+/// and `kubectl apply`'s copy of the whole manifest in an annotation. Together they were
+/// most of a cached object (docs/bench/scale.md).
+fn lighten<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Drops what the controller keeps per object once the object is gone, whatever path it
+/// took (released by cleanup, retained, or never given a finalizer): a long-running
+/// controller's memory must not grow with every object it ever saw.
+fn forget_deleted<K: ManagedKind>(ctx: Arc<Context>) -> impl FnMut(&watcher::Event<K>) {
+    move |event| {
+        if let watcher::Event::Delete(obj) = event {
+            ctx.backoff.reset(&reconcile::backoff_key(obj));
+            ctx.metrics.set_drifted(&reconcile::object_key(obj), false);
+        }
+    }
+}
+
+/// How many ProviderConfig events the shared watch holds for its slowest subscriber (the
+/// ProviderConfig controller starts only once every cache is filled) before it waits.
+const CONFIG_EVENTS_BUFFER: usize = 1024;
+
+type ConfigEvents = reflector::ReflectHandle<ProviderConfig>;
+
+/// The ProviderConfigs whose spec changed (or that are seen for the first time): what
+/// `predicates::generation` does for a watch, for the shared stream.
+fn new_generations(events: ConfigEvents) -> impl futures::Stream<Item = Arc<ProviderConfig>> + Send {
+    let mut seen: std::collections::HashMap<ObjectRef<ProviderConfig>, Option<i64>> = Default::default();
+    events.filter(move |config| {
+        let generation = config.metadata.generation;
+        futures::future::ready(seen.insert(ObjectRef::from_obj(&**config), generation) != Some(generation))
+    })
+}
+
 /// Runs the generic loop for one kind until a shutdown signal.
 async fn run_kind<K: ManagedKind>(
     client: &Client,
     namespace: Option<&str>,
+    config_events: ConfigEvents,
     concurrency: u16,
     writer: reflector::store::Writer<K>,
     signals: broadcast::Sender<Signal>,
@@ -567,11 +626,13 @@ async fn run_kind<K: ManagedKind>(
     });
     let changes = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
+        .modify(lighten)
         .reflect(writer)
         // Status changes and deletions are seen here, before the filter below drops them:
         // an object turning Ready wakes those that wait for it, one going away wakes those
         // it referenced (their deletion may wait for it).
         .inspect_ok(references::announcer::<K>(signals, K::KIND, graph))
+        .inspect_ok(forget_deleted::<K>(ctx.clone()))
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),
@@ -586,12 +647,9 @@ async fn run_kind<K: ManagedKind>(
     // A ProviderConfig change (new credentials, a fixed endpoint, one created late)
     // re-reconciles the objects that use it, instead of waiting for their backoff. Its
     // status writes are filtered out: they change nothing the objects depend on.
-    let config_changes = watcher(api::<ProviderConfig>(client, namespace), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let config_changes = new_generations(config_events);
     controller
-        .watches_stream(config_changes, move |config| {
+        .watches_shared_stream(config_changes, move |config| {
             let (ns, name) = (config.namespace(), config.name_any());
             objects
                 .state()

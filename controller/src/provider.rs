@@ -2,7 +2,7 @@
 
 use cloudkit_crds::reason::Reason;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudkit_crds::DriftPolicy;
@@ -59,10 +59,61 @@ impl LastResolved {
 /// How soon an object whose ProviderConfig or Secret is missing looks again.
 const RECHECK: Duration = Duration::from_secs(10);
 
+/// How long a cached credentials Secret is used without reading it again: a deleted or
+/// rotated Secret is seen within this (tests/e2e/tests/drift.rs deletes one and waits for
+/// CredentialsNotFound). One GET per Secret per 30 s, where there was one per reconcile.
+/// The ProviderConfig's own check also reads it afresh and refreshes the cache.
+const SECRET_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Credentials Secrets as last read, by namespace and name. Without it every reconcile
+/// cost one Secret GET (two for a new object): 10,000 objects resyncing every 10 minutes
+/// were 17 GETs a second of the same Secret. The controller may not list or watch Secrets
+/// (the chart grants get only, so it cannot enumerate them), so instead of a watch entries
+/// expire, are refreshed by the ProviderConfig check, and are dropped for a namespace
+/// whenever a reconcile there fails: a rotated key that the cloud refuses is read again at
+/// the retry.
+#[derive(Default)]
+pub struct SecretCache(Mutex<HashMap<(String, String), CachedSecret>>);
+
+/// A Secret and when it was read.
+type CachedSecret = (std::time::Instant, Arc<Secret>);
+
+impl SecretCache {
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (at, secret) = map.get(&(namespace.to_owned(), name.to_owned()))?;
+        (at.elapsed() < SECRET_MAX_AGE).then(|| secret.clone())
+    }
+
+    fn put(&self, namespace: &str, name: &str, secret: Arc<Secret>) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(
+            (namespace.to_owned(), name.to_owned()),
+            (std::time::Instant::now(), secret),
+        );
+    }
+
+    /// Forgets a namespace's Secrets: the next reconcile there reads them again.
+    pub fn forget_namespace(&self, namespace: &str) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|(ns, _), _| ns != namespace);
+    }
+}
+
+/// Where `from_config` reads a Secret: through the cache, or afresh (refreshing it).
+#[derive(Clone, Copy)]
+pub enum SecretRead<'a> {
+    Cached(&'a SecretCache),
+    Fresh(&'a SecretCache),
+    /// Tools that run once (`cloudkit plan --live`): no cache.
+    Uncached,
+}
+
 /// Looks the ProviderConfig up in the watch cache (no API call) and resolves it.
 pub async fn resolve(
     client: &Client,
     configs: &Store<ProviderConfig>,
+    secrets: &SecretCache,
     namespace: &str,
     name: &str,
     ambient: &Ambient,
@@ -79,7 +130,7 @@ pub async fn resolve(
             RECHECK,
         )
     })?;
-    from_config(client, &config, ambient).await
+    from_config(client, &config, ambient, SecretRead::Cached(secrets)).await
 }
 
 /// The namespaces whose ProviderConfigs may use the controller's own (ambient) credentials:
@@ -120,6 +171,7 @@ pub async fn from_config(
     client: &Client,
     config: &ProviderConfig,
     ambient: &Ambient,
+    secrets: SecretRead<'_>,
 ) -> Result<ResolvedProvider, Failure> {
     let namespace = config.namespace().unwrap_or_default();
     let namespace = namespace.as_str();
@@ -140,7 +192,7 @@ pub async fn from_config(
                 .as_ref()
                 .map(|r| r.name.as_str())
                 .unwrap_or_default();
-            let secret = read_secret(client, namespace, secret_name, name).await?;
+            let secret = read_secret(client, secrets, namespace, secret_name, name).await?;
             let azure = spec.azure.clone().unwrap_or_default();
             static_credentials(spec.provider, &secret, secret_name, &azure)?
         }
@@ -199,10 +251,30 @@ pub async fn from_config(
     })
 }
 
-async fn read_secret(client: &Client, namespace: &str, secret: &str, config: &str) -> Result<Secret, Failure> {
+async fn read_secret(
+    client: &Client,
+    cache: SecretRead<'_>,
+    namespace: &str,
+    secret: &str,
+    config: &str,
+) -> Result<Arc<Secret>, Failure> {
+    if let SecretRead::Cached(cache) = cache
+        && let Some(found) = cache.get(namespace, secret)
+    {
+        return Ok(found);
+    }
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(secret).await {
-        Ok(Some(s)) => Ok(s),
+        Ok(Some(mut s)) => {
+            // Only `data` is read; the rest is not worth keeping.
+            s.metadata = Default::default();
+            s.string_data = None;
+            let s = Arc::new(s);
+            if let SecretRead::Cached(cache) | SecretRead::Fresh(cache) = cache {
+                cache.put(namespace, secret, s.clone());
+            }
+            Ok(s)
+        }
         // Not yet, perhaps: External Secrets and the like create it a moment later.
         Ok(None) => Err(Failure::waiting(
             Reason::CredentialsNotFound,

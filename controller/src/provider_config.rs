@@ -54,13 +54,19 @@ pub fn error_policy(config: Arc<ProviderConfig>, err: &Error, ctx: Arc<Context>)
 
 /// Validates the settings and the credentials, and says so in status.
 async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context) -> Result<Action, Error> {
-    let result = provider::from_config(&ctx.client, config, &ctx.ambient)
-        .await
-        .map(|resolved| {
-            let namespace = config.namespace().unwrap_or_default();
-            ctx.last_resolved
-                .remember(&namespace, &config.name_any(), &resolved.ctx);
-        });
+    // Afresh: this check is what keeps the Secret cache from going stale.
+    let result = provider::from_config(
+        &ctx.client,
+        config,
+        &ctx.ambient,
+        provider::SecretRead::Fresh(&ctx.secrets),
+    )
+    .await
+    .map(|resolved| {
+        let namespace = config.namespace().unwrap_or_default();
+        ctx.last_resolved
+            .remember(&namespace, &config.name_any(), &resolved.ctx);
+    });
     let failure = result.as_ref().err();
     write_status(api, config, ctx, failure).await?;
     let key = key(config);

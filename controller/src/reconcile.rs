@@ -26,7 +26,7 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider, recovery, shared_maps};
+use crate::{connection_secret, identity, provider, recovery, resync, shared_maps};
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
@@ -47,10 +47,14 @@ pub struct Context {
     /// How long a generation may fail for reasons that usually heal before it is reported
     /// Stalled (`--stall-after`).
     pub stall_after: Duration,
+    /// The shortest resync interval any ProviderConfig gets (`--min-resync-interval`).
+    pub min_resync: Duration,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
     /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
     pub last_resolved: provider::LastResolved,
+    /// Credentials Secrets as last read (provider::SecretCache).
+    pub secrets: provider::SecretCache,
     /// This cluster's name in owner tags (`--cluster-name`).
     pub cluster: String,
     /// Told when a cloud answers an object that it had not answered before.
@@ -109,6 +113,7 @@ async fn unserved<K: ManagedKind>(obj: &K, ctx: &Context) -> Option<Failure> {
     let provider = provider::resolve(
         &ctx.client,
         &ctx.provider_configs,
+        &ctx.secrets,
         &obj.namespace().unwrap_or_default(),
         &obj.managed().provider_config_ref.name,
         &ctx.ambient,
@@ -129,9 +134,13 @@ pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>)
         },
         _ => None,
     };
-    let delay = ctx.backoff.next(&key(&*obj), at_least);
+    let delay = ctx.backoff.next(&backoff_key(&*obj), at_least);
     warn!(kind = %K::kind(&()), object = %key(&*obj), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    key(obj)
 }
 
 fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -141,6 +150,12 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or_default(),
         obj.meta().name.as_deref().unwrap_or_default()
     )
+}
+
+/// An object's backoff is kept by UID, not name: an object deleted and made again under the
+/// same name starts afresh, and its entry is dropped when the watch sees it go.
+pub fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_else(|| key(obj))
 }
 
 pub fn now() -> String {
@@ -154,7 +169,7 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
     let mut current = obj.managed_status().cloned();
     match sync(api, obj, ctx, &name, &mut current).await {
         Ok(synced) => {
-            ctx.backoff.reset(&key(obj));
+            ctx.backoff.reset(&backoff_key(obj));
             if recovery::was_unreachable(current.as_ref()) {
                 // Its neighbours on the same ProviderConfig need not wait out their backoff.
                 let config = (
@@ -178,18 +193,23 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             {
                 // Ready only once the applications' Secret holds the outputs too.
                 report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
-                return Ok(Action::requeue(ctx.backoff.next(&key(obj), None)));
+                return Ok(Action::requeue(ctx.backoff.next(&backoff_key(obj), None)));
             }
             write_status(api, obj, &mut current, next).await?;
-            // A little jitter keeps many objects created together from resyncing together.
-            Ok(Action::requeue(synced.resync.mul_f64(1.0 + fastrand::f64() / 10.0)))
+            // On the object's own phase of the interval: see resync.rs.
+            let interval = synced.resync.max(ctx.min_resync);
+            Ok(Action::requeue(resync::next(&backoff_key(obj), interval)))
         }
         Err(failure) => {
+            if !matches!(failure, Failure::Waiting { .. }) {
+                // Perhaps the credentials changed: the retry reads them again.
+                ctx.secrets.forget_namespace(&obj.namespace().unwrap_or_default());
+            }
             report_failure(api, obj, ctx, &name, &failure, &mut current).await?;
             let delay = match &failure {
                 // Nothing failed: look again soon, and keep the backoff for real errors.
                 Failure::Waiting { after, .. } => *after,
-                _ => ctx.backoff.next(&key(obj), failure.retry_after()),
+                _ => ctx.backoff.next(&backoff_key(obj), failure.retry_after()),
             };
             Ok(Action::requeue(delay))
         }
@@ -210,6 +230,7 @@ async fn sync<K: ManagedKind>(
     let mut provider = provider::resolve(
         &ctx.client,
         &ctx.provider_configs,
+        &ctx.secrets,
         &namespace,
         config_name,
         &ctx.ambient,
@@ -600,6 +621,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
         let provider = match provider::resolve(
             &ctx.client,
             &ctx.provider_configs,
+            &ctx.secrets,
             &namespace,
             config_name,
             &ctx.ambient,
@@ -628,7 +650,7 @@ async fn cleanup<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result
     .await;
     match result {
         Ok(()) => {
-            ctx.backoff.reset(&key(obj));
+            ctx.backoff.reset(&backoff_key(obj));
             ctx.metrics.set_drifted(&key(obj), false);
             info!(kind = %K::kind(&()), object = %key(obj), "deleted '{name}'");
             publish(ctx, obj, EventType::Normal, "Deleted", format!("deleted '{name}'")).await;

@@ -6,6 +6,7 @@
 //! (`CLOUDKIT_AWS_ENDPOINT`) and the binary (`CLOUDKIT_BIN`); `scripts/test.sh` sets all
 //! three from `scripts/dev-env.sh`, or point them at any cluster and S3-compatible store.
 
+pub mod bench;
 pub mod entra;
 pub mod gcp;
 pub mod proxy;
@@ -168,6 +169,8 @@ impl Harness {
             ])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
+            // The ProviderConfigs here resync every 2s, below the controller's floor.
+            .env("CLOUDKIT_MIN_RESYNC_INTERVAL", "1s")
             .envs(self.controller_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
@@ -250,6 +253,11 @@ impl Harness {
             "CreateRole: {response}"
         );
         format!("arn:aws:iam::123456789012:role/{name}")
+    }
+
+    /// The running controller's process id (for its RSS and CPU in /proc).
+    pub fn controller_pid(&self) -> Option<u32> {
+        self.controller.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no graceful shutdown, as after a crash or an evicted pod.

@@ -44,7 +44,7 @@ async fn calls_per_kind_to_ready_and_per_quiet_resync() {
                 async |_| json!({"versioning": true, "tags": {"a": "b"}}),
             )
             .await,
-            (10, 5.0),
+            (9, 4.0),
         ),
         (
             "Queue",

@@ -502,7 +502,7 @@ async fn an_untouched_stack_is_quiet_for_a_minute() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    // Writes right after Ready (a drift record, the managed-tags annotation) settle first.
+    // Writes right after Ready (a drift record, the managed-keys annotation) settle first.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let snapshot = || {
         let out = h.kubectl(&[
