@@ -56,3 +56,19 @@ impl CloudError {
         }
     }
 }
+
+/// An error and its sources, by their Display only, each text once (Azure and GCP clients
+/// repeat a source's text in its wrapper).
+#[cfg(any(feature = "azure", feature = "gcp"))]
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}

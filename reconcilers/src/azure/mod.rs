@@ -25,6 +25,7 @@ use azure_core::time::{OffsetDateTime, to_rfc7231};
 use cloudkit_crds::common::Tags;
 use cloudkit_crds::reason::Reason;
 
+use crate::error::causes;
 use crate::{CallObserver, CloudError, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker.
@@ -387,20 +388,6 @@ fn classify_status(status: u16, code: Option<&str>, message: String) -> CloudErr
             message,
         }
     }
-}
-
-/// An error and its sources, by their Display only.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Replaces the value of every `sig=` in a text (URLs in transport errors) with `<redacted>`.

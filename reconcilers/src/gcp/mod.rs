@@ -23,6 +23,7 @@ use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::error::causes;
 use crate::{CallObserver, CloudError, OwnerTag, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker.
@@ -364,20 +365,6 @@ fn classify_status(status: u16, message: String) -> CloudError {
             message,
         }
     }
-}
-
-/// An error and its sources, by their Display only.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// The label recording which object manages a resource. Label keys cannot hold `.` or `/`,
