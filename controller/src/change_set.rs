@@ -76,7 +76,7 @@ pub async fn change_set(client: &Client, loaded: &Loaded, cluster: &str) -> Resu
     };
     let namespaces: BTreeSet<String> = loaded.objects.iter().map(|o| o.key.namespace.clone()).collect();
     let world = World::read(client, &namespaces, loaded, cluster).await?;
-    let clouds = Clouds::new(Arc::new(|_: &str, _: &str| {}));
+    let clouds = Clouds::new(Arc::new(|_: &str, _: &str| {}), Arc::new(|_: &str| {}));
 
     let docs: BTreeMap<&Key, &Value> = loaded
         .objects

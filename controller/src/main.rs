@@ -450,10 +450,16 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        clouds: Clouds::new({
-            let metrics = metrics.clone();
-            Arc::new(move |service: &str, operation: &str| metrics.cloud_call(service, operation))
-        }),
+        clouds: Clouds::new(
+            {
+                let metrics = metrics.clone();
+                Arc::new(move |service: &str, operation: &str| metrics.cloud_call(service, operation))
+            },
+            {
+                let metrics = metrics.clone();
+                Arc::new(move |provider_config: &str| metrics.budget_throttled(provider_config))
+            },
+        ),
         provider_configs: configs,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
@@ -467,6 +473,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         last_resolved: Default::default(),
         secrets: Default::default(),
     });
+    metrics.watch_budgets(ctx.clouds.budgets.clone());
     metrics.set_ready();
     info!(namespace = namespace.unwrap_or("<all>"), "controller started");
     let controllers = async {

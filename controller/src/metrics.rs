@@ -1,14 +1,15 @@
 //! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use cloudkit_reconcilers::rate_budget::RateBudgets;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +36,12 @@ pub struct DriftLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderConfigLabel {
+    /// `namespace/name`.
+    pub provider_config: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub kind: String,
     pub reason: String,
@@ -58,6 +65,11 @@ pub struct Metrics {
     leader: Gauge,
     /// Whether replicas elect a leader (`--leader-elect`): `/readyz` then says which this is.
     electing: AtomicBool,
+    budget_wait: Family<ProviderConfigLabel, Counter<f64, AtomicU64>>,
+    budget_throttled: Family<ProviderConfigLabel, Counter>,
+    budget_rate: Family<ProviderConfigLabel, Gauge<f64, AtomicU64>>,
+    /// Read at each scrape for `budget_rate`: the rate recovers between events.
+    budgets: OnceLock<Arc<RateBudgets>>,
 }
 
 impl Default for Metrics {
@@ -112,8 +124,30 @@ impl Default for Metrics {
             "1 while this replica reconciles (it holds the lease, or runs without an election), else 0",
             leader.clone(),
         );
+        let budget_wait = Family::<ProviderConfigLabel, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "rate_budget_wait_seconds",
+            "Time reconciles were put off because their ProviderConfig's request budget was spent",
+            budget_wait.clone(),
+        );
+        let budget_throttled = Family::<ProviderConfigLabel, Counter>::default();
+        registry.register(
+            "rate_budget_throttled",
+            "Throttling answers from the cloud that slowed a ProviderConfig's request budget down",
+            budget_throttled.clone(),
+        );
+        let budget_rate = Family::<ProviderConfigLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "rate_budget_requests_per_second",
+            "A ProviderConfig's request budget now (absent: unlimited)",
+            budget_rate.clone(),
+        );
         Self {
             registry,
+            budget_wait,
+            budget_throttled,
+            budget_rate,
+            budgets: OnceLock::new(),
             reconciles,
             failures,
             duration,
@@ -214,7 +248,39 @@ impl Metrics {
         self.leader.set(1);
     }
 
+    /// A reconcile on `provider_config` was put off for `wait`.
+    pub fn budget_waited(&self, provider_config: &str, wait: Duration) {
+        self.budget_wait
+            .get_or_create(&ProviderConfigLabel {
+                provider_config: provider_config.to_owned(),
+            })
+            .inc_by(wait.as_secs_f64());
+    }
+
+    pub fn budget_throttled(&self, provider_config: &str) {
+        self.budget_throttled
+            .get_or_create(&ProviderConfigLabel {
+                provider_config: provider_config.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The budgets whose rates each scrape reports.
+    pub fn watch_budgets(&self, budgets: Arc<RateBudgets>) {
+        let _ = self.budgets.set(budgets);
+    }
+
     fn render(&self) -> Result<String, std::fmt::Error> {
+        if let Some(budgets) = self.budgets.get() {
+            self.budget_rate.clear();
+            for (key, rate) in budgets.rates() {
+                if let Some(rate) = rate {
+                    self.budget_rate
+                        .get_or_create(&ProviderConfigLabel { provider_config: key })
+                        .set(rate);
+                }
+            }
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)

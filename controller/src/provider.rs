@@ -243,6 +243,7 @@ pub async fn from_config(
         azure: spec.azure.clone().unwrap_or_default(),
         gcp: spec.gcp.clone().unwrap_or_default(),
         gcp_instance: None,
+        rate_limit: spec.rate_limit,
     };
     Ok(ResolvedProvider {
         ctx,
@@ -412,6 +413,7 @@ mod tests {
             azure: Default::default(),
             gcp: Default::default(),
             gcp_instance: None,
+            rate_limit: None,
         };
         let gone = Failure::waiting(Reason::CredentialsNotFound, "gone", RECHECK);
         assert_eq!(last.instead_of("ns", "default", &gone), None);

@@ -87,6 +87,9 @@ async fn release(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Conte
         .stores
         .users_of_provider_config(&config.namespace().unwrap_or_default(), &config.name_any());
     if users.is_empty() {
+        // Its clients and request budget go with it, so those caches hold only live ones.
+        let namespace = config.namespace().unwrap_or_default();
+        ctx.clouds.forget(&format!("{namespace}/{}", config.name_any()));
         return Ok(Action::await_change());
     }
     let failure = Failure::waiting(

@@ -9,6 +9,7 @@ use cloudkit_crds::common::FieldDrift;
 use cloudkit_crds::provider_config::ProviderConfig;
 use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus, ManagementPolicy};
 use cloudkit_drift::FieldDiff;
+use cloudkit_reconcilers::rate_budget::Admission;
 use cloudkit_reconcilers::{CloudError, Clouds, Outputs, SharedMaps, Tagged};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -16,7 +17,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::dag::Key;
@@ -75,6 +76,11 @@ struct Synced {
 }
 
 pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Held to the end: what the budget reserved for this reconcile is released on drop.
+    let _admission = match admit(&*obj, &ctx) {
+        Ok(admission) => admission,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     let started = Instant::now();
     ctx.metrics.reconcile_started(&references::object_id(&Key {
         kind: K::KIND,
@@ -101,6 +107,26 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
     };
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     result
+}
+
+/// Asks the ProviderConfig's request budget (see rate_budget) for room for one reconcile;
+/// when it has none, says when to come back. Status is left as it is: being put off is
+/// neither progress nor failure, and writing it would cost the apiserver what the cloud saved.
+fn admit<K: ManagedKind>(obj: &K, ctx: &Context) -> Result<Admission, Duration> {
+    let config = format!(
+        "{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.managed().provider_config_ref.name
+    );
+    // No budget yet: no request was ever made with this ProviderConfig.
+    let Some(budget) = ctx.clouds.budgets.get(&config) else {
+        return Ok(Admission::free());
+    };
+    budget.admit().inspect_err(|wait| {
+        ctx.metrics.budget_waited(&config, *wait);
+        debug!(kind = %K::kind(&()), object = %key(obj), provider_config = %config, ?wait,
+            "put off: the ProviderConfig's request budget is spent");
+    })
 }
 
 /// Why an object that holds no finalizer yet should not get one: its ProviderConfig's cloud

@@ -221,12 +221,36 @@ pub struct ProviderConfigSpec {
     /// (the default), `Report` or `Ignore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_policy: Option<DriftPolicy>,
+    /// A budget for the requests every resource using this ProviderConfig sends to the
+    /// cloud, shared by all kinds (an account's quota is per account, not per controller).
+    /// Unset: no limit, but throttling answers still slow this ProviderConfig down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsProviderSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureProviderSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gcp: Option<GcpProviderSettings>,
+}
+
+/// A token bucket: `requestsPerSecond` on average, up to `burst` at once. A throttling
+/// answer from the cloud (HTTP 429, S3 `SlowDown`, `Throttling*`, gRPC `RESOURCE_EXHAUSTED`)
+/// halves the rate, which then recovers by a tenth a second.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Requests a second, retries included, at least 1.
+    pub requests_per_second: u32,
+    /// Requests that may go at once after a quiet spell; defaults to `requestsPerSecond`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl RateLimit {
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.requests_per_second)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

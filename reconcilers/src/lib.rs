@@ -15,6 +15,7 @@ pub mod gcp;
 #[cfg(any(feature = "azure", feature = "gcp"))]
 mod https;
 pub mod queue;
+pub mod rate_budget;
 pub mod table;
 pub mod topic;
 
@@ -23,7 +24,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use cloudkit_crds::common::{Kind, ManagedStatus, Tags};
-use cloudkit_crds::provider_config::{AwsProviderSettings, AzureProviderSettings, GcpProviderSettings};
+use cloudkit_crds::provider_config::{AwsProviderSettings, AzureProviderSettings, GcpProviderSettings, RateLimit};
 use cloudkit_crds::{Cloud, Reference};
 use cloudkit_drift::FieldDiff;
 use serde::Serialize;
@@ -101,6 +102,8 @@ pub struct ProviderContext {
     /// The Bigtable instance of the object being reconciled (`spec.gcp.instance` of a
     /// Table), set by the controller; `None` for every other object.
     pub gcp_instance: Option<String>,
+    /// The ProviderConfig's request budget (`rate_budget`); `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ProviderContext {
@@ -355,6 +358,8 @@ pub type CallObserver = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Long-lived cloud clients shared by every reconcile.
 pub struct Clouds {
+    /// One request budget per ProviderConfig, drawn on by every cloud's transport.
+    pub budgets: std::sync::Arc<rate_budget::RateBudgets>,
     #[cfg(feature = "aws")]
     pub aws: aws::Clients,
     #[cfg(feature = "azure")]
@@ -368,14 +373,28 @@ impl Clouds {
         not(any(feature = "aws", feature = "azure", feature = "gcp")),
         allow(unused_variables)
     )]
-    pub fn new(observer: CallObserver) -> Self {
+    pub fn new(observer: CallObserver, on_throttle: rate_budget::ThrottleObserver) -> Self {
+        let budgets = std::sync::Arc::new(rate_budget::RateBudgets::new(on_throttle));
         Self {
             #[cfg(feature = "aws")]
-            aws: aws::Clients::new(observer.clone()),
+            aws: aws::Clients::new(observer.clone(), budgets.clone()),
             #[cfg(feature = "azure")]
-            azure: azure::Clients::new(observer.clone()),
+            azure: azure::Clients::new(observer.clone(), budgets.clone()),
             #[cfg(feature = "gcp")]
-            gcp: gcp::Clients::new(observer),
+            gcp: gcp::Clients::new(observer, budgets.clone()),
+            budgets,
         }
+    }
+
+    /// Lets go of what was kept for a deleted ProviderConfig (`namespace/name`): its clients
+    /// and its budget, so the caches hold only ProviderConfigs that exist.
+    pub fn forget(&self, key: &str) {
+        self.budgets.forget(key);
+        #[cfg(feature = "aws")]
+        self.aws.forget(key);
+        #[cfg(feature = "azure")]
+        self.azure.forget(key);
+        #[cfg(feature = "gcp")]
+        self.gcp.forget(key);
     }
 }

@@ -249,6 +249,20 @@ pub fn provider_config(spec: &ProviderConfigSpec) -> Result<(), SpecErrors> {
     {
         errors.push(FieldError::new("spec.resyncInterval", e));
     }
+    if let Some(limit) = &spec.rate_limit {
+        if limit.requests_per_second == 0 {
+            errors.push(FieldError::new(
+                "spec.rateLimit.requestsPerSecond",
+                "must be at least 1 (remove spec.rateLimit for no limit)",
+            ));
+        }
+        if limit.burst == Some(0) {
+            errors.push(FieldError::new(
+                "spec.rateLimit.burst",
+                "must be at least 1 (leave it unset for requestsPerSecond)",
+            ));
+        }
+    }
     if spec.provider == Cloud::Azure {
         errors.extend(azure_provider(spec));
     }
@@ -811,6 +825,7 @@ mod tests {
             "credentials": {"source": "Secret"},
             "endpoint": "localhost:4566",
             "resyncInterval": "10",
+            "rateLimit": {"requestsPerSecond": 0, "burst": 0},
             "gcp": {}
         }))
         .expect("parses");
@@ -822,7 +837,9 @@ mod tests {
                 "spec.gcp",
                 "spec.credentials.secretRef",
                 "spec.endpoint",
-                "spec.resyncInterval"
+                "spec.resyncInterval",
+                "spec.rateLimit.requestsPerSecond",
+                "spec.rateLimit.burst"
             ]
         );
     }

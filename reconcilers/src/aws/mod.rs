@@ -21,15 +21,21 @@ use aws_sdk_s3::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use cloudkit_crds::common::Tags;
 use cloudkit_drift::FieldDiff;
 
+use crate::rate_budget::{Budget, RateBudgets};
 use crate::{CallObserver, CloudError, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker: each
@@ -56,7 +62,70 @@ pub struct Clients {
     http: SharedHttpClient,
     configs: Mutex<HashMap<String, (ProviderContext, SdkConfig)>>,
     calls: CountCalls,
+    budgets: std::sync::Arc<RateBudgets>,
     pub(crate) sns_memory: std::sync::Arc<topic::SnsMemory>,
+}
+
+/// The shared HTTP client, drawing on one ProviderConfig's request budget: every attempt the
+/// SDK sends (retries included, whichever service) spends a token, and a throttling answer
+/// slows the budget down. Throttling that only the body of a 400 names (SNS's XML
+/// `Throttling`) is not seen here; the SDK retries it, and the budget learns of the next.
+#[derive(Debug)]
+struct Budgeted {
+    http: SharedHttpClient,
+    budget: std::sync::Arc<Budget>,
+}
+
+impl HttpClient for Budgeted {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(BudgetedConnector {
+            inner: self.http.http_connector(settings, components),
+            budget: self.budget.clone(),
+        })
+    }
+
+    fn validate_base_client_config(
+        &self,
+        runtime_components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.http.validate_base_client_config(runtime_components, cfg)
+    }
+}
+
+#[derive(Debug)]
+struct BudgetedConnector {
+    inner: SharedHttpConnector,
+    budget: std::sync::Arc<Budget>,
+}
+
+impl HttpConnector for BudgetedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        self.budget.spend();
+        let (inner, budget) = (self.inner.clone(), self.budget.clone());
+        HttpConnectorFuture::new(async move {
+            let response = inner.call(request).await?;
+            let headers = response.headers();
+            // JSON protocols name the error in a header; S3 throttles with 503 SlowDown.
+            let code = headers
+                .get("x-amzn-ErrorType")
+                .or_else(|| headers.get("x-amzn-query-error"))
+                .unwrap_or_default();
+            if throttling(response.status().as_u16(), code) {
+                budget.throttled();
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Whether an answer says "slow down": 429, 503 (S3's SlowDown), or a throttling error code.
+fn throttling(status: u16, code: &str) -> bool {
+    status == 429
+        || status == 503
+        || ["Throttl", "SlowDown", "TooManyRequests", "RequestLimitExceeded"]
+            .iter()
+            .any(|c| code.contains(c))
 }
 
 /// Reports each request attempt, by the service and operation the SDK names it.
@@ -88,7 +157,7 @@ impl Intercept for CountCalls {
 }
 
 impl Clients {
-    pub fn new(observer: CallObserver) -> Self {
+    pub fn new(observer: CallObserver, budgets: std::sync::Arc<RateBudgets>) -> Self {
         // ring, like kube's rustls: two crypto providers in one process make rustls panic.
         let http = HttpClientBuilder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -97,6 +166,7 @@ impl Clients {
             http,
             configs: Mutex::new(HashMap::new()),
             calls: CountCalls(observer),
+            budgets,
             sns_memory: Default::default(),
         }
     }
@@ -154,7 +224,10 @@ impl Clients {
                     .operation_timeout(OPERATION_TIMEOUT)
                     .build(),
             )
-            .http_client(self.http.clone());
+            .http_client(SharedHttpClient::new(Budgeted {
+                http: self.http.clone(),
+                budget: self.budgets.budget(&ctx.key, ctx.rate_limit),
+            }));
         if let Some(endpoint) = &ctx.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
@@ -176,6 +249,11 @@ impl Clients {
         let config = loader.load().await;
         self.lock().insert(ctx.key.clone(), (ctx.clone(), config.clone()));
         config
+    }
+
+    /// Drops a deleted ProviderConfig's SDK configuration.
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProviderContext, SdkConfig)>> {

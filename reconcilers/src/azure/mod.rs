@@ -26,6 +26,7 @@ use cloudkit_crds::common::Tags;
 use cloudkit_crds::reason::Reason;
 
 use crate::error::causes;
+use crate::rate_budget::{Budget, RateBudgets};
 use crate::{CallObserver, CloudError, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker.
@@ -68,6 +69,7 @@ pub struct Account {
     subscription_id: Option<String>,
     resource_group: Option<String>,
     observer: CallObserver,
+    budget: Arc<Budget>,
 }
 
 impl Account {
@@ -134,9 +136,18 @@ impl Account {
         request: impl Future<Output = azure_core::Result<T>>,
     ) -> Result<T, Failed> {
         (self.observer)(service.as_str(), operation);
+        // One request a call: the pipeline does not retry (RetryOptions::none).
+        self.budget.spend();
         match tokio::time::timeout(OPERATION_TIMEOUT, request).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Failed::from_error(self, operation, name, &e)),
+            Ok(Err(e)) => {
+                let failed = Failed::from_error(self, operation, name, &e);
+                // Storage throttles with 503 ServerBusy (and 429 from the management plane).
+                if matches!(failed.status, Some(429 | 503)) {
+                    self.budget.throttled();
+                }
+                Err(failed)
+            }
             Err(_) => Err(Failed {
                 status: None,
                 code: None,
@@ -164,14 +175,16 @@ pub struct Clients {
     http: Result<Arc<reqwest::Client>, String>,
     accounts: Mutex<HashMap<String, (ProviderContext, Arc<Account>)>>,
     observer: CallObserver,
+    budgets: Arc<RateBudgets>,
 }
 
 impl Clients {
-    pub fn new(observer: CallObserver) -> Self {
+    pub fn new(observer: CallObserver, budgets: Arc<RateBudgets>) -> Self {
         Self {
             http: http_client().map(Arc::new),
             accounts: Mutex::new(HashMap::new()),
             observer,
+            budgets,
         }
     }
 
@@ -284,7 +297,13 @@ impl Clients {
             subscription_id: ctx.azure.subscription_id.clone(),
             resource_group: ctx.azure.resource_group.clone(),
             observer: self.observer.clone(),
+            budget: self.budgets.budget(&ctx.key, ctx.rate_limit),
         })
+    }
+
+    /// Drops a deleted ProviderConfig's account.
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProviderContext, Arc<Account>)>> {

@@ -63,15 +63,21 @@ impl Project {
         request: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, BigtableFailed> {
         (self.observer)(Service::Bigtable.as_str(), operation);
+        self.budget.spend();
         match tokio::time::timeout(OPERATION_TIMEOUT, request).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(BigtableFailed {
-                code: Some(status.code()),
-                error: classify(
-                    status.code(),
-                    format!("{operation} {name}: {:?}: {}", status.code(), status.message()),
-                ),
-            }),
+            Ok(Err(status)) => {
+                if status.code() == Code::ResourceExhausted {
+                    self.budget.throttled();
+                }
+                Err(BigtableFailed {
+                    code: Some(status.code()),
+                    error: classify(
+                        status.code(),
+                        format!("{operation} {name}: {:?}: {}", status.code(), status.message()),
+                    ),
+                })
+            }
             Err(_) => Err(BigtableFailed {
                 code: None,
                 error: CloudError::transient(format!(

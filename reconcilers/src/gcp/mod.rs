@@ -24,6 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::causes;
+use crate::rate_budget::{Budget, RateBudgets};
 use crate::{CallObserver, CloudError, OwnerTag, ProviderContext, ResolvedCredentials};
 
 /// An endpoint that accepts a connection and never answers must not hold a worker.
@@ -76,6 +77,8 @@ pub struct Project {
     /// The Bigtable admin channel, made at first use.
     bigtable: tokio::sync::OnceCell<tonic::transport::Channel>,
     observer: CallObserver,
+    /// The ProviderConfig's request budget: each call spends, a throttling answer slows it.
+    pub(crate) budget: Arc<Budget>,
 }
 
 impl Project {
@@ -135,6 +138,7 @@ impl Project {
         body: Option<&Value>,
     ) -> Result<Value, Failed> {
         (self.observer)(Service::Storage.as_str(), operation);
+        self.budget.spend();
         let call = async {
             let base = self.endpoint(Service::Storage).map_err(Failed::from)?;
             let headers = self.auth_headers().await.map_err(Failed::from)?;
@@ -174,6 +178,9 @@ impl Project {
                     )))
                 });
             }
+            if status == 429 || status == 503 {
+                self.budget.throttled();
+            }
             Err(Failed::from_status(operation, name, status, &text))
         };
         match tokio::time::timeout(OPERATION_TIMEOUT, call).await {
@@ -192,10 +199,11 @@ pub struct Clients {
     http: Result<Arc<reqwest::Client>, String>,
     projects: Mutex<HashMap<String, (ProviderContext, Arc<Project>)>>,
     observer: CallObserver,
+    budgets: Arc<RateBudgets>,
 }
 
 impl Clients {
-    pub fn new(observer: CallObserver) -> Self {
+    pub fn new(observer: CallObserver, budgets: Arc<RateBudgets>) -> Self {
         // google-cloud-auth is built without its default aws-lc provider (kube uses ring; two
         // providers make rustls panic) and signs service account tokens with the process
         // default provider, which must therefore be installed. Installing twice is harmless.
@@ -204,6 +212,7 @@ impl Clients {
             http: crate::https::client("GCP", CONNECT_TIMEOUT, REQUEST_TIMEOUT).map(Arc::new),
             projects: Mutex::new(HashMap::new()),
             observer,
+            budgets,
         }
     }
 
@@ -302,7 +311,13 @@ impl Clients {
             pubsub: tokio::sync::OnceCell::new(),
             bigtable: tokio::sync::OnceCell::new(),
             observer: self.observer.clone(),
+            budget: self.budgets.budget(&ctx.key, ctx.rate_limit),
         })
+    }
+
+    /// Drops a deleted ProviderConfig's project.
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProviderContext, Arc<Project>)>> {

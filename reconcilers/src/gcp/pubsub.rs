@@ -69,9 +69,16 @@ impl Project {
         request: impl Future<Output = google_cloud_pubsub::Result<T>>,
     ) -> Result<T, PubsubFailed> {
         (self.observer)(Service::Pubsub.as_str(), operation);
+        self.budget.spend();
         match tokio::time::timeout(OPERATION_TIMEOUT, request).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(PubsubFailed::from_error(operation, name, &e)),
+            Ok(Err(e)) => {
+                let failed = PubsubFailed::from_error(operation, name, &e);
+                if failed.code == Some(Code::ResourceExhausted) {
+                    self.budget.throttled();
+                }
+                Err(failed)
+            }
             Err(_) => Err(PubsubFailed {
                 code: None,
                 error: CloudError::transient(format!(

@@ -120,6 +120,28 @@ impl Harness {
         .await;
     }
 
+    /// An AWS ProviderConfig as `provider_config` makes it, with the fields of `extra` added
+    /// to its spec.
+    pub async fn provider_config_with(&self, name: &str, endpoint: &str, extra: Value) {
+        let mut spec = json!({
+            "provider": "aws", "region": "us-east-1", "endpoint": endpoint, "resyncInterval": "2s",
+            "credentials": {"source": "Secret", "secretRef": {"name": "aws"}}
+        });
+        if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+            spec.extend(extra);
+        }
+        let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
+        apply(
+            &api,
+            name,
+            json!({
+                "apiVersion": "cloudkit.dev/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name},
+                "spec": spec
+            }),
+        )
+        .await;
+    }
+
     pub async fn provider_config_in_region(&self, name: &str, endpoint: &str, region: &str) {
         let api: Api<ProviderConfig> = Api::namespaced(self.client.clone(), &self.ns);
         apply(
