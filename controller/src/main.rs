@@ -467,6 +467,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         stores,
         stall_after: args.stall_after,
         min_resync: args.min_resync_interval,
+        resync_slots: Arc::new(resync::Slots::new(usize::from(args.concurrency))),
         ambient: provider::Ambient::parse(&args.ambient_credentials_namespaces),
         recovered: recovery::channel(),
         cluster: args.cluster_name.clone(),

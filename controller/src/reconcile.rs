@@ -50,6 +50,8 @@ pub struct Context {
     pub stall_after: Duration,
     /// The shortest resync interval any ProviderConfig gets (`--min-resync-interval`).
     pub min_resync: Duration,
+    /// Workers resyncs may take, so watch-triggered work is not queued behind them.
+    pub resync_slots: Arc<resync::Slots>,
     /// Where ProviderConfigs may use the controller's own credentials.
     pub ambient: provider::Ambient,
     /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
@@ -76,6 +78,15 @@ struct Synced {
 }
 
 pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Held to the end, like the budget's admission below.
+    let _slot = if in_sync(&*obj) {
+        match ctx.resync_slots.take(K::KIND.as_str()) {
+            Ok(slot) => Some(slot),
+            Err(wait) => return Ok(Action::requeue(wait)),
+        }
+    } else {
+        None
+    };
     // Held to the end: what the budget reserved for this reconcile is released on drop.
     let _admission = match admit(&*obj, &ctx) {
         Ok(admission) => admission,
@@ -107,6 +118,16 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
     };
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     result
+}
+
+/// Whether the object is Ready at its generation and not being deleted: run now, it is a
+/// resync (or a ProviderConfig change) and may wait behind what the watches bring.
+fn in_sync<K: ManagedKind>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_none()
+        && obj.managed_status().is_some_and(|s| {
+            s.observed_generation == obj.meta().generation
+                && status::condition(Some(s), READY).is_some_and(|c| c.status == "True")
+        })
 }
 
 /// Asks the ProviderConfig's request budget (see rate_budget) for room for one reconcile;

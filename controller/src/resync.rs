@@ -5,8 +5,66 @@
 //! jitter this replaces kept a bunch together for many intervals (tests in this file,
 //! figures in docs/bench/scale.md).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// How long a resync turned away by `Slots` waits before it asks again, at least; up to
+/// twice that, so those turned away together do not come back together.
+const TURNED_AWAY: Duration = Duration::from_secs(1);
+
+/// Keeps some of each kind's workers for watch-triggered work (a new object, a spec edit, a
+/// dependency turning Ready, a retry). The controller's queue hands out work by due time,
+/// each object once, so when resyncs outrun the workers (a slow cloud, a big fleet) a new
+/// object would wait behind every resync already due: N ÷ throughput, minutes at 10,000.
+/// Resyncs of in-sync objects may take only `concurrency − reserved` workers; the rest are
+/// turned away for a second or two, which costs no call, and the reserved workers are free
+/// for whatever the watches bring (tests/e2e/tests/resync_priority.rs).
+pub struct Slots {
+    limit: usize,
+    busy: Mutex<HashMap<&'static str, usize>>,
+}
+
+/// A resync's hold on one of its kind's workers, given back on drop.
+pub struct Slot {
+    kind: &'static str,
+    slots: Arc<Slots>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = busy.get_mut(self.kind) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl Slots {
+    /// For `concurrency` workers a kind: a quarter (at least one) kept from resyncs.
+    pub fn new(concurrency: usize) -> Self {
+        let reserved = (concurrency / 4).max(1);
+        Self {
+            limit: concurrency.saturating_sub(reserved).max(1),
+            busy: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A worker for a resync of `kind`, or how long to wait before asking again.
+    pub fn take(self: &Arc<Self>, kind: &'static str) -> Result<Slot, Duration> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let n = busy.entry(kind).or_default();
+        if *n >= self.limit {
+            return Err(TURNED_AWAY.mul_f64(1.0 + fastrand::f64()));
+        }
+        *n += 1;
+        Ok(Slot {
+            kind,
+            slots: self.clone(),
+        })
+    }
+}
 
 /// The object's fixed place in the interval. `DefaultHasher::new()` has fixed keys, so the
 /// phase is the same in every replica and after a restart.
@@ -41,6 +99,20 @@ pub fn next(uid: &str, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resyncs_leave_a_quarter_of_the_workers_free() {
+        let slots = Arc::new(Slots::new(8));
+        let held: Vec<Slot> = (0..6).map(|_| slots.take("Bucket").expect("6 of 8")).collect();
+        let wait = slots.take("Bucket").err().expect("2 of 8 are kept");
+        assert!(wait >= TURNED_AWAY && wait <= TURNED_AWAY * 2, "{wait:?}");
+        // Per kind: each kind has its own workers.
+        assert!(slots.take("Queue").is_ok());
+        drop(held);
+        assert!(slots.take("Bucket").is_ok());
+        // One worker: resyncs may still run.
+        assert!(Arc::new(Slots::new(1)).take("Bucket").is_ok());
+    }
 
     #[test]
     fn the_next_resync_is_half_to_one_and_a_half_intervals_away_on_the_objects_phase() {
