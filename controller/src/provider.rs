@@ -36,10 +36,15 @@ pub struct ResolvedProvider {
 pub struct LastResolved(Mutex<HashMap<(String, String), ProviderContext>>);
 
 impl LastResolved {
-    pub fn remember(&self, namespace: &str, name: &str, ctx: &ProviderContext) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert((namespace.to_owned(), name.to_owned()), ctx.clone());
-        }
+    /// Records what `namespace/name` resolved to; true when its credentials are not the
+    /// ones it last resolved to (or it never resolved before): the objects that failed with
+    /// the old ones should try again now.
+    pub fn remember(&self, namespace: &str, name: &str, ctx: &ProviderContext) -> bool {
+        let Ok(mut map) = self.0.lock() else {
+            return false;
+        };
+        let before = map.insert((namespace.to_owned(), name.to_owned()), ctx.clone());
+        before.is_none_or(|b| b.credentials != ctx.credentials)
     }
 
     /// What `namespace/name` last resolved to, when `failure` says it cannot be resolved
@@ -417,7 +422,8 @@ mod tests {
         };
         let gone = Failure::waiting(Reason::CredentialsNotFound, "gone", RECHECK);
         assert_eq!(last.instead_of("ns", "default", &gone), None);
-        last.remember("ns", "default", &ctx);
+        assert!(last.remember("ns", "default", &ctx), "the first resolution is news");
+        assert!(!last.remember("ns", "default", &ctx), "the same credentials are not");
         assert_eq!(last.instead_of("ns", "default", &gone), Some(ctx));
         assert_eq!(last.instead_of("other", "default", &gone), None);
         // A broken or forbidden config is a decision, not an accident of order.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudkit_crds::ProviderConfig;
-use cloudkit_crds::provider_config::ProviderConfigStatus;
+use cloudkit_crds::provider_config::{CredentialsSource, ProviderConfigStatus};
 use cloudkit_crds::reason::Reason;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -17,13 +17,17 @@ use kube::{Api, Resource, ResourceExt};
 use crate::error::{Error, Failure};
 use crate::provider;
 use crate::reconcile::{Context, apply_status, now, publish};
+use crate::recovery::{Cause, Recovered};
 use crate::status;
 
 /// Held while any object in the namespace names the ProviderConfig.
 pub const IN_USE: &str = "cloudkit.dev/provider-config-in-use";
 
-/// A Ready ProviderConfig is re-checked this often, since its Secret is not watched.
+/// A Ready ProviderConfig is re-checked this often.
 const RECHECK: Duration = Duration::from_secs(600);
+/// One that reads a Secret, this often: one GET per ProviderConfig, which also keeps the
+/// Secret cache fresh for every object using it.
+const SECRET_RECHECK: Duration = Duration::from_secs(30);
 
 /// How often a deleted ProviderConfig looks again for the objects still using it. It reads
 /// the controller's caches only, so this costs no API call.
@@ -64,18 +68,32 @@ async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context
     .await
     .map(|resolved| {
         let namespace = config.namespace().unwrap_or_default();
-        ctx.last_resolved
-            .remember(&namespace, &config.name_any(), &resolved.ctx);
+        if ctx
+            .last_resolved
+            .remember(&namespace, &config.name_any(), &resolved.ctx)
+        {
+            let _ = ctx.recovered.send(Recovered {
+                namespace,
+                config: config.name_any(),
+                cause: Cause::NewCredentials,
+            });
+        }
     });
     let failure = result.as_ref().err();
     write_status(api, config, ctx, failure).await?;
     let key = key(config);
+    // A Secret is not watched (the chart grants get only): it is read again this often, so
+    // that a fixed or rotated one reaches the objects that failed with the old one.
+    let recheck = match config.spec.credentials.source {
+        CredentialsSource::Secret => SECRET_RECHECK,
+        _ => RECHECK,
+    };
     Ok(match failure {
         None => {
             ctx.backoff.reset(&key);
-            Action::requeue(RECHECK)
+            Action::requeue(recheck)
         }
-        Some(failure) => Action::requeue(ctx.backoff.next(&key, failure.retry_after())),
+        Some(failure) => Action::requeue(ctx.backoff.next(&key, failure.retry_after()).min(recheck)),
     })
 }
 

@@ -219,11 +219,11 @@ async fn apply<K: ManagedKind>(api: &Api<K>, obj: &K, ctx: &Context) -> Result<A
             ctx.backoff.reset(&backoff_key(obj));
             if recovery::was_unreachable(current.as_ref()) {
                 // Its neighbours on the same ProviderConfig need not wait out their backoff.
-                let config = (
-                    obj.namespace().unwrap_or_default(),
-                    obj.managed().provider_config_ref.name.clone(),
-                );
-                let _ = ctx.recovered.send(config);
+                let _ = ctx.recovered.send(recovery::Recovered {
+                    namespace: obj.namespace().unwrap_or_default(),
+                    config: obj.managed().provider_config_ref.name.clone(),
+                    cause: recovery::Cause::CloudAnswered,
+                });
             }
             let outcome = Outcome::InSync {
                 outputs: &synced.outputs,
@@ -284,7 +284,13 @@ async fn sync<K: ManagedKind>(
     )
     .await?;
     // Remembered as the ProviderConfig has it; placed for this object after.
-    ctx.last_resolved.remember(&namespace, config_name, &provider.ctx);
+    if ctx.last_resolved.remember(&namespace, config_name, &provider.ctx) {
+        let _ = ctx.recovered.send(recovery::Recovered {
+            namespace: namespace.clone(),
+            config: config_name.clone(),
+            cause: recovery::Cause::NewCredentials,
+        });
+    }
     provider.ctx = obj.placed(&provider.ctx);
     let cloud = provider.ctx.cloud;
 
