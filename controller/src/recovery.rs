@@ -60,7 +60,7 @@ pub fn retries<K: ManagedKind>(
                     && match wake.cause {
                         Cause::CloudAnswered => was_unreachable(o.managed_status()),
                         Cause::NewCredentials => {
-                            !status::condition(o.managed_status(), READY).is_some_and(|c| c.status == "True")
+                            status::condition(o.managed_status(), READY).is_none_or(|c| c.status != "True")
                         }
                     }
             })
