@@ -272,6 +272,35 @@ impl Gcp {
         )
     }
 
+    /// Each column family of a table with its GC policy as cbt writes it (`versions() > 3`,
+    /// `(versions() > 2 && age() > 1h)`, empty for none), or `None` when it does not exist.
+    pub fn gc_policies(&self, instance: &str, table: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        let (ok, stdout, stderr) = self.cbt_split(instance, &["ls", table]);
+        if !ok {
+            assert!(stderr.contains("NotFound"), "cbt ls {table}: {stderr}");
+            return None;
+        }
+        // Columns are tab-separated (padded with more tabs): name, policy, value type.
+        Some(
+            stdout
+                .lines()
+                .skip_while(|l| !l.starts_with("----"))
+                .skip(1)
+                .filter_map(|l| {
+                    let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+                    let (name, rest) = cells.split_first()?;
+                    // No rule reads `<never>` or nothing, depending on whether the family
+                    // holds an empty rule or none: both keep every cell.
+                    let policy = match rest {
+                        [policy, _value_type] if *policy != "<never>" => (*policy).to_owned(),
+                        _ => String::new(),
+                    };
+                    Some(((*name).to_owned(), policy))
+                })
+                .collect(),
+        )
+    }
+
     /// The column families of a table, or `None` when it does not exist.
     pub fn families(&self, instance: &str, table: &str) -> Option<std::collections::BTreeSet<String>> {
         let (ok, stdout, stderr) = self.cbt_split(instance, &["ls", table]);
