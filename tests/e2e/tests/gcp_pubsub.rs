@@ -211,6 +211,102 @@ async fn pubsub_retain_keeps_the_topic_and_the_owner_label_takes_it_back() {
 }
 
 #[tokio::test]
+async fn pubsub_adoption_by_external_name_manages_without_a_label_write() {
+    if Gcp::pubsub_or_skip("pubsub_adoption_by_external_name").is_none() {
+        return;
+    }
+    let h = Harness::new("pubsubadopt").await;
+    let gcp = h.gcp_provider_config("gcp", None).await;
+    // A topic and a subscription made outside CloudKit, with another tool's label.
+    let (topic, sub) = (h.gcp_name("legacy"), h.gcp_name("legacy-sub"));
+    gcp.pubsub_create("topics", &topic, json!({"labels": {"team": "old"}}))
+        .await;
+    gcp.pubsub_create(
+        "subscriptions",
+        &sub,
+        json!({"topic": gcp.path("topics", &topic), "ackDeadlineSeconds": 20, "labels": {"team": "old"}}),
+    )
+    .await;
+    // Adopted by externalName: the manifest's settings applied, their labels kept, and no
+    // label written (the emulator would refuse one; see docs/gcp.md).
+    h.apply::<Topic>(
+        "adopted-topic",
+        json!({"providerConfigRef": {"name": "gcp"}, "externalName": topic, "gcp": {"messageRetentionSeconds": 3600}}),
+    )
+    .await;
+    h.apply::<Queue>(
+        "adopted-queue",
+        json!({
+            "providerConfigRef": {"name": "gcp"}, "externalName": sub, "deletionPolicy": "Delete",
+            "visibilityTimeoutSeconds": 30, "gcp": {"topicRef": {"name": "adopted-topic"}}
+        }),
+    )
+    .await;
+    let t: Topic = h.wait("adopted-topic", "Ready", ready_at_generation).await;
+    let q: Queue = h.wait("adopted-queue", "Ready", ready_at_generation).await;
+    assert_eq!(t.status.and_then(|s| s.arn), Some(gcp.path("topics", &topic)));
+    assert_eq!(q.status.and_then(|s| s.arn), Some(gcp.path("subscriptions", &sub)));
+    for name in ["adopted-topic", "adopted-queue"] {
+        eventually(&format!("an Adopted event for {name}"), || async {
+            h.event_reasons(name).await.iter().any(|r| r == "Adopted")
+        })
+        .await;
+    }
+    let found = gcp.pubsub_get("topics", &topic).await.expect("topic");
+    assert_eq!(found["messageRetentionDuration"], "3600s", "{found}");
+    let found_sub = gcp.pubsub_get("subscriptions", &sub).await.expect("subscription");
+    assert_eq!(found_sub["ackDeadlineSeconds"], 30, "{found_sub}");
+    let expected = std::collections::BTreeMap::from([("team".to_owned(), "old".to_owned())]);
+    assert_eq!(labels(&found), expected, "labels as they were: {found}");
+    assert_eq!(labels(&found_sub), expected, "labels as they were: {found_sub}");
+
+    // Managed from then on: a change in Pub/Sub directly is set back, with no label write
+    // on the way (that would stall with CloudRejected on the emulator).
+    gcp.pubsub_patch(
+        "subscriptions",
+        &sub,
+        "ack_deadline_seconds",
+        json!({"ackDeadlineSeconds": 77}),
+    )
+    .await;
+    let q: Queue = h
+        .wait("adopted-queue", "drift reported", |q: &Queue| {
+            q.status
+                .as_ref()
+                .is_some_and(|s| s.drift.iter().any(|d| d.field == "visibilityTimeoutSeconds"))
+        })
+        .await;
+    let drift = &q.status.as_ref().expect("status").drift;
+    assert!(
+        drift.iter().all(|d| !d.field.starts_with("tags")),
+        "the missing owner label is no drift: {drift:?}"
+    );
+    eventually("the ack deadline set back", || async {
+        gcp.pubsub_get("subscriptions", &sub).await.expect("subscription")["ackDeadlineSeconds"] == 30
+    })
+    .await;
+
+    // Delete: the Queue says Delete, so the subscription goes; the Topic, adopted, keeps
+    // the default for what was adopted (Retain), so the topic stays.
+    h.delete::<Queue>("adopted-queue").await;
+    h.wait_deleted::<Queue>("adopted-queue").await;
+    assert!(
+        gcp.pubsub_get("subscriptions", &sub).await.is_none(),
+        "deletionPolicy: Delete deletes what was adopted"
+    );
+    h.delete::<Topic>("adopted-topic").await;
+    h.wait_deleted::<Topic>("adopted-topic").await;
+    assert!(
+        gcp.pubsub_get("topics", &topic).await.is_some(),
+        "an adopted topic is retained by default"
+    );
+    eventually("a Retained event", || async {
+        h.event_reasons("adopted-topic").await.iter().any(|r| r == "Retained")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
     if Gcp::pubsub_or_skip("pubsub_invalid_and_unsupported").is_none() {
         return;
