@@ -301,6 +301,58 @@ impl Gcp {
         )
     }
 
+    /// The Bigtable admin client of the tests' own, for what `cbt` cannot do.
+    async fn bigtable_admin(
+        &self,
+    ) -> googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient<tonic::transport::Channel>{
+        let url = self.bigtable.clone().expect("the Bigtable emulator's endpoint");
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to the Bigtable emulator");
+        googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient::new(channel)
+    }
+
+    fn table_path(&self, instance: &str, table: &str) -> String {
+        format!("projects/{}/instances/{instance}/tables/{table}", self.project)
+    }
+
+    /// A table's deletion protection as the emulator has it.
+    pub async fn deletion_protection(&self, instance: &str, table: &str) -> bool {
+        use googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::GetTableRequest;
+        let mut admin = self.bigtable_admin().await;
+        let request = GetTableRequest {
+            name: self.table_path(instance, table),
+            view: 0,
+        };
+        admin
+            .get_table(request)
+            .await
+            .expect("GetTable")
+            .into_inner()
+            .deletion_protection
+    }
+
+    /// Sets a table's deletion protection in the emulator directly (a change made outside
+    /// CloudKit).
+    pub async fn set_deletion_protection(&self, instance: &str, table: &str, on: bool) {
+        use googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::{Table, UpdateTableRequest};
+        let mut admin = self.bigtable_admin().await;
+        let request = UpdateTableRequest {
+            table: Some(Table {
+                name: self.table_path(instance, table),
+                deletion_protection: on,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["deletion_protection".into()],
+            }),
+            ignore_warnings: false,
+        };
+        admin.update_table(request).await.expect("UpdateTable");
+    }
+
     /// The column families of a table, or `None` when it does not exist.
     pub fn families(&self, instance: &str, table: &str) -> Option<std::collections::BTreeSet<String>> {
         let (ok, stdout, stderr) = self.cbt_split(instance, &["ls", table]);

@@ -148,6 +148,20 @@ async fn pubsub_topic_and_subscription_queue_create_update_drift_and_delete() {
             .any(|d| d.field == "visibilityTimeoutSeconds" && d.observed.contains("99")),
         "{drift:?}"
     );
+    let t: Topic = h
+        .wait(&topic, "topic drift reported", |t: &Topic| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.drift.iter().any(|d| d.field == "messageRetentionSeconds"))
+        })
+        .await;
+    let drift = &t.status.as_ref().expect("status").drift;
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.field == "messageRetentionSeconds" && d.desired == "7200" && d.observed == "900"),
+        "{drift:?}"
+    );
     eventually("ack deadline and retention set back", || async {
         let sub = gcp.pubsub_get("subscriptions", &queue).await.expect("subscription");
         let found = gcp.pubsub_get("topics", &topic).await.expect("topic");
@@ -193,6 +207,23 @@ async fn pubsub_retain_keeps_the_topic_and_the_owner_label_takes_it_back() {
     // The same object again: its owner label proves the topic is its own.
     h.apply::<Topic>(&topic, spec).await;
     h.wait::<Topic>(&topic, "Ready again", ready_at_generation).await;
+    // A Queue with Retain leaves its subscription, and takes it back by its owner label.
+    let queue = h.gcp_name("kept-sub");
+    let queue_spec = json!({
+        "providerConfigRef": {"name": "gcp"}, "deletionPolicy": "Retain", "visibilityTimeoutSeconds": 40,
+        "gcp": {"topicRef": {"name": topic}}
+    });
+    h.apply::<Queue>(&queue, queue_spec.clone()).await;
+    h.wait::<Queue>(&queue, "Ready", ready_at_generation).await;
+    h.delete::<Queue>(&queue).await;
+    h.wait_deleted::<Queue>(&queue).await;
+    let sub = gcp.pubsub_get("subscriptions", &queue).await;
+    assert!(
+        sub.as_ref().is_some_and(|s| s["ackDeadlineSeconds"] == 40),
+        "Retain leaves the subscription: {sub:?}"
+    );
+    h.apply::<Queue>(&queue, queue_spec).await;
+    h.wait::<Queue>(&queue, "Ready again", ready_at_generation).await;
     // Another object naming it is refused: it is managed by the first.
     h.apply::<Topic>(
         "thief",
@@ -333,6 +364,20 @@ async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
         message.contains("not a valid Pub/Sub topic name") && message.contains("spec.tags.Team"),
         "{message}"
     );
+    // A subscription name and labels Pub/Sub refuses, on a Queue.
+    h.apply::<Queue>(
+        "badsub",
+        json!({
+            "providerConfigRef": pc, "externalName": "9starts-with-digit", "tags": {"env": "Prod"},
+            "gcp": {"topicRef": {"name": "t"}}
+        }),
+    )
+    .await;
+    let (_, message) = h.wait_stalled_as::<Queue>("badsub", "InvalidSpec").await;
+    assert!(
+        message.contains("spec.externalName") && message.contains("spec.tags.env"),
+        "{message}"
+    );
     // Pub/Sub's own ranges.
     h.apply::<Queue>(
         "range",
@@ -347,14 +392,20 @@ async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
     // Portable fields Pub/Sub cannot honour: UnsupportedForProvider naming each.
     h.apply::<Queue>(
         "delayed",
-        json!({"providerConfigRef": pc, "delaySeconds": 5, "receiveWaitTimeSeconds": 10, "gcp": {"topicRef": {"name": "t"}}}),
+        json!({
+            "providerConfigRef": pc, "delaySeconds": 5, "receiveWaitTimeSeconds": 10, "maxMessageSizeBytes": 1024,
+            "gcp": {"topicRef": {"name": "t"}}
+        }),
     )
     .await;
     let (q, message) = h.wait_stalled_as::<Queue>("delayed", "UnsupportedForProvider").await;
-    assert!(
-        message.contains("spec.delaySeconds") && message.contains("spec.receiveWaitTimeSeconds"),
-        "{message}"
-    );
+    for field in [
+        "spec.delaySeconds",
+        "spec.receiveWaitTimeSeconds",
+        "spec.maxMessageSizeBytes",
+    ] {
+        assert!(message.contains(field), "{field} in {message}");
+    }
     assert!(!is_true(&q, "Reconciling"), "needs a human, not a retry loop");
     h.apply::<Topic>(
         "fanout",
@@ -373,7 +424,7 @@ async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
         "says what to do instead: {message}"
     );
 
-    for name in ["orphan", "range", "delayed"] {
+    for name in ["orphan", "badsub", "range", "delayed"] {
         h.delete::<Queue>(name).await;
         h.wait_deleted::<Queue>(name).await;
     }

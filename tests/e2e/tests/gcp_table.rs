@@ -163,6 +163,7 @@ async fn bigtable_gc_policies_and_deletion_protection() {
             ("d", "")
         ]))
     );
+    assert!(gcp.deletion_protection(INSTANCE, &name).await);
     // Protected: Bigtable itself refuses to drop a family or the table.
     let (ok, text) = gcp.cbt(INSTANCE, &["deletefamily", &name, "d"]);
     assert!(!ok, "a protected table's family was dropped: {text}");
@@ -237,6 +238,28 @@ async fn bigtable_gc_policies_and_deletion_protection() {
     })
     .await;
 
+    // Deletion protection switched on in Bigtable directly: reported and set back.
+    assert!(!gcp.deletion_protection(INSTANCE, &name).await);
+    gcp.set_deletion_protection(INSTANCE, &name, true).await;
+    let t: Table = h
+        .wait(&name, "protection drift reported", |t: &Table| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.drift.iter().any(|d| d.field == "deletionProtection"))
+        })
+        .await;
+    let drift = &t.status.as_ref().expect("status").drift;
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.field == "deletionProtection" && d.desired == "false" && d.observed == "true"),
+        "{drift:?}"
+    );
+    eventually("the protection lifted again", || async {
+        !gcp.deletion_protection(INSTANCE, &name).await
+    })
+    .await;
+
     // Unprotected now: deleted with the object.
     h.delete::<Table>(&name).await;
     h.wait_deleted::<Table>(&name).await;
@@ -291,22 +314,49 @@ async fn bigtable_invalid_and_unsupported_specs_stall_without_a_call() {
     ] {
         assert!(message.contains(field), "{field} in {message}");
     }
+    // A table ID Bigtable refuses, and an instance ID.
+    h.apply::<Table>(
+        "badname",
+        json!({
+            "providerConfigRef": {"name": "nowhere"}, "partitionKey": key, "externalName": "-starts-with-dash",
+            "gcp": {"instance": "UPPER"}
+        }),
+    )
+    .await;
+    let (_, message) = h.wait_stalled_as::<Table>("badname", "InvalidSpec").await;
+    assert!(
+        message.contains("spec.externalName") && message.contains("Bigtable table"),
+        "{message}"
+    );
+    assert!(message.contains("spec.gcp.instance"), "{message}");
     // Portable fields Bigtable cannot honour, each named.
     h.apply::<Table>(
         "dynamo",
         json!({
             "providerConfigRef": {"name": "nowhere"}, "partitionKey": key, "ttlAttribute": "exp",
             "tags": {"team": "a"}, "billing": {"mode": "Provisioned", "readCapacity": 1, "writeCapacity": 1},
+            "deletionProtection": true,
+            "globalSecondaryIndexes": [{"name": "by-x", "partitionKey": {"name": "x", "type": "String"},
+                                        "readCapacity": 1, "writeCapacity": 1}],
             "gcp": {"instance": INSTANCE}
         }),
     )
     .await;
     let (t, message) = h.wait_stalled_as::<Table>("dynamo", "UnsupportedForProvider").await;
-    for field in ["spec.billing.mode", "spec.ttlAttribute", "spec.tags"] {
+    for field in [
+        "spec.billing.mode",
+        "spec.ttlAttribute",
+        "spec.tags",
+        "spec.globalSecondaryIndexes",
+    ] {
         assert!(message.contains(field), "{field} in {message}");
     }
+    assert!(
+        !message.contains("spec.deletionProtection"),
+        "Bigtable has deletion protection: {message}"
+    );
     assert!(!is_true(&t, "Reconciling"), "needs a human, not a retry loop");
-    for name in ["noinstance", "dynamo"] {
+    for name in ["noinstance", "badname", "dynamo"] {
         h.delete::<Table>(name).await;
         h.wait_deleted::<Table>(name).await;
     }
