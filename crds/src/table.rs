@@ -94,6 +94,43 @@ pub struct AwsTable {
     pub stream_view_type: StreamViewType,
 }
 
+/// With both rules set, how they combine (default `Union`; only with both).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub enum GcMode {
+    /// A cell goes when either rule says so (too old, or beyond the newest `maxVersions`).
+    #[default]
+    Union,
+    /// A cell goes only when both rules say so (too old and beyond the newest `maxVersions`).
+    Intersection,
+}
+
+/// When Bigtable may delete old cells of a column family (its GC rule). Cells are deleted
+/// in the background, some time after they qualify.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcPolicy {
+    /// Keep at most this many versions of each cell (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<i32>,
+    /// Delete cells older than this many seconds (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<i64>,
+    /// With both rules: `Union` (default) or `Intersection`. Only with both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<GcMode>,
+}
+
+/// A Bigtable column family.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnFamily {
+    /// 1 to 64 letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    /// Omit to keep every cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_policy: Option<GcPolicy>,
+}
+
 /// Settings only Bigtable has.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -101,8 +138,10 @@ pub struct GcpTable {
     /// Bigtable instance holding the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// The table's column families, each with its garbage-collection policy. Added,
+    /// changed and dropped in place (dropping one deletes its data).
     #[serde(default)]
-    pub column_families: Vec<String>,
+    pub column_families: Vec<ColumnFamily>,
 }
 
 managed_kind! {

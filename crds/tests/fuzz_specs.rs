@@ -392,9 +392,18 @@ fn table_spec() -> BoxedStrategy<Value> {
             ),
         ],
     );
+    let gc_policy = object(
+        vec![],
+        vec![
+            ("maxVersions", around(1..=10)),
+            ("maxAgeSeconds", around(1..=86_400)),
+            ("mode", one_of(&["Union", "Intersection"])),
+        ],
+    );
+    let family = object(vec![("name", string())], vec![("gcPolicy", gc_policy)]);
     let gcp = object(
         vec![],
-        vec![("instance", string()), ("columnFamilies", list(string(), 3))],
+        vec![("instance", string()), ("columnFamilies", list(family, 3))],
     );
     mutated(object(
         vec![("partitionKey", key_attribute())],

@@ -330,8 +330,10 @@ pub trait ExternalResource: Send + Sync {
         &[]
     }
 
-    /// State fields the cloud does not store (Azure Table storage keeps no key schema): never
-    /// compared, so never drift. Validation refuses any value the cloud would not honour.
+    /// State fields the cloud does not store (Azure Table storage keeps no key schema), or
+    /// paths below one that CloudKit does not compare (Pub/Sub's owner label, see
+    /// `gcp::OWNER_LABEL_UNCOMPARED`): never compared, so never drift. Validation refuses any
+    /// value the cloud would not honour.
     fn unobserved(&self) -> &'static [&'static str] {
         &[]
     }

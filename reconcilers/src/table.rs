@@ -1,9 +1,9 @@
 //! Table: the portable state every cloud's table backend observes and converges.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use cloudkit_crds::common::Tags;
-use cloudkit_crds::table::{BillingMode, KeyAttribute, Projection, StreamViewType, TableSpec};
+use cloudkit_crds::table::{BillingMode, GcMode, GcPolicy, KeyAttribute, Projection, StreamViewType, TableSpec};
 use serde::Serialize;
 
 use crate::{CloudError, Clouds, Dependencies, ExternalResource, ProviderContext};
@@ -42,9 +42,51 @@ pub struct TableState {
     /// By index name, so that the diff names the index that differs.
     pub global_secondary_indexes: BTreeMap<String, IndexState>,
     pub tags: Tags,
-    /// GCP: the Bigtable column families. Absent on other clouds.
+    /// GCP: the Bigtable column families by name, so the diff names the family (and the
+    /// GC rule field) that differs. Absent on other clouds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub column_families: Option<BTreeSet<String>>,
+    pub column_families: Option<BTreeMap<String, FamilyState>>,
+}
+
+/// One Bigtable column family.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyState {
+    /// `None`: no GC rule, every cell is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_policy: Option<GcPolicyState>,
+}
+
+/// A column family's GC rule in the manifest's terms. `mode` is set only when both rules
+/// are (one rule alone reads the same in a union or an intersection), so equal rules are
+/// equal states whatever spelling either side used.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcPolicyState {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<GcMode>,
+    /// A rule found in the cloud that the manifest cannot express (nested rules, a
+    /// sub-second age), written out; never in a desired state, so it is always a
+    /// difference and the rule is replaced by the manifest's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other: Option<String>,
+}
+
+impl GcPolicyState {
+    /// The state a manifest's policy asks for.
+    pub fn desired(policy: &GcPolicy) -> Self {
+        let both = policy.max_versions.is_some() && policy.max_age_seconds.is_some();
+        Self {
+            max_versions: policy.max_versions,
+            max_age_seconds: policy.max_age_seconds,
+            mode: both.then(|| policy.mode.unwrap_or_default()),
+            other: None,
+        }
+    }
 }
 
 impl TableState {
@@ -81,7 +123,17 @@ impl TableState {
                 })
                 .collect(),
             tags: spec.tags.clone(),
-            column_families: spec.gcp.as_ref().map(|g| g.column_families.iter().cloned().collect()),
+            column_families: spec.gcp.as_ref().map(|g| {
+                g.column_families
+                    .iter()
+                    .map(|f| {
+                        let state = FamilyState {
+                            gc_policy: f.gc_policy.as_ref().map(GcPolicyState::desired),
+                        };
+                        (f.name.clone(), state)
+                    })
+                    .collect()
+            }),
         })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{FieldError, azure_table_name, in_range, name_error, tags};
 use crate::provider_config::Cloud;
-use crate::table::{AttributeType, BillingMode, TableSpec};
+use crate::table::{AttributeType, BillingMode, GcPolicy, TableSpec};
 
 /// DynamoDB allows 20 global secondary indexes per table by default.
 const MAX_INDEXES: usize = 20;
@@ -195,16 +195,53 @@ fn bigtable(name: &str, name_field: &str, spec: &TableSpec) -> Vec<FieldError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, family) in gcp.column_families.iter().enumerate() {
         let field = format!("spec.gcp.columnFamilies[{i}]");
-        if !id_ok(family, 64, true) {
+        let name = &family.name;
+        if !id_ok(name, 64, true) {
             errors.push(FieldError::new(
-                field,
-                format!("'{family}' is not a column family name: use 1 to 64 letters, digits, '-', '_' and '.'"),
+                format!("{field}.name"),
+                format!("'{name}' is not a column family name: use 1 to 64 letters, digits, '-', '_' and '.'"),
             ));
-        } else if !seen.insert(family) {
-            errors.push(FieldError::new(field, format!("'{family}' is listed twice")));
+        } else if !seen.insert(name) {
+            errors.push(FieldError::new(
+                format!("{field}.name"),
+                format!("'{name}' is listed twice"),
+            ));
+        }
+        if let Some(policy) = &family.gc_policy {
+            gc_policy(&mut errors, &format!("{field}.gcPolicy"), policy);
         }
     }
     errors
+}
+
+/// A GC policy is one rule or two combined; an empty one would read as "keep everything",
+/// which is what leaving it out says, so it is refused rather than guessed at.
+fn gc_policy(errors: &mut Vec<FieldError>, field: &str, policy: &GcPolicy) {
+    match (policy.max_versions, policy.max_age_seconds) {
+        (None, None) => errors.push(FieldError::new(
+            field,
+            "sets no rule: set maxVersions, maxAgeSeconds or both, or remove gcPolicy to keep every cell",
+        )),
+        (Some(_), Some(_)) => {}
+        _ if policy.mode.is_some() => errors.push(FieldError::new(
+            format!("{field}.mode"),
+            "combines two rules: set both maxVersions and maxAgeSeconds, or remove mode",
+        )),
+        _ => {}
+    }
+    in_range(
+        errors,
+        &format!("{field}.maxVersions"),
+        policy.max_versions.map(i64::from),
+        1..=i64::from(i32::MAX),
+    );
+    // Bigtable's limit is protobuf's Duration: about 10,000 years.
+    in_range(
+        errors,
+        &format!("{field}.maxAgeSeconds"),
+        policy.max_age_seconds,
+        1..=315_576_000_000,
+    );
 }
 
 #[cfg(test)]
@@ -268,6 +305,36 @@ mod tests {
                 "spec.globalSecondaryIndexes[2].name",
                 "spec.globalSecondaryIndexes[2].partitionKey.name",
                 "spec.ttlAttribute",
+            ]
+        );
+    }
+
+    #[test]
+    fn bigtable_families_and_gc_policies() {
+        let spec = spec(serde_json::json!({
+            "partitionKey": {"name": "id", "type": "String"},
+            "gcp": {"instance": "main-instance", "columnFamilies": [
+                {"name": "ok", "gcPolicy": {"maxVersions": 2, "maxAgeSeconds": 60, "mode": "Intersection"}},
+                {"name": "no/slash"},
+                {"name": "ok"},
+                {"name": "empty", "gcPolicy": {}},
+                {"name": "lonely", "gcPolicy": {"maxVersions": 0, "mode": "Union"}},
+                {"name": "old", "gcPolicy": {"maxAgeSeconds": 0}}
+            ]}
+        }));
+        let found: Vec<String> = table("t", "metadata.name", &spec, Cloud::Gcp)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "spec.gcp.columnFamilies[1].name",
+                "spec.gcp.columnFamilies[2].name",
+                "spec.gcp.columnFamilies[3].gcPolicy",
+                "spec.gcp.columnFamilies[4].gcPolicy.mode",
+                "spec.gcp.columnFamilies[4].gcPolicy.maxVersions",
+                "spec.gcp.columnFamilies[5].gcPolicy.maxAgeSeconds",
             ]
         );
     }

@@ -228,8 +228,8 @@ pub fn topic(spec: &TopicSpec, cloud: Cloud) -> Vec<FieldError> {
 }
 
 /// Table fields a Bigtable table does not have: capacity is the instance's (its nodes), and
-/// there are no secondary indexes, expiry attribute or labels on a table. Deletion
-/// protection exists on Bigtable but is not managed by CloudKit yet.
+/// there are no secondary indexes, expiry attribute or labels on a table (deletion
+/// protection is Bigtable's own, managed by the backend).
 fn gcp_table(spec: &TableSpec) -> Vec<FieldError> {
     [
         (
@@ -246,11 +246,6 @@ fn gcp_table(spec: &TableSpec) -> Vec<FieldError> {
             "spec.globalSecondaryIndexes",
             !spec.global_secondary_indexes.is_empty(),
             "Bigtable indexes the row key only",
-        ),
-        (
-            "spec.deletionProtection",
-            spec.deletion_protection,
-            "not managed on GCP by CloudKit yet",
         ),
         (
             "spec.tags",
@@ -357,8 +352,8 @@ mod tests {
         .expect("spec");
         assert_eq!(
             fields(table(&spec, Cloud::Gcp)),
-            ["spec.ttlAttribute", "spec.deletionProtection", "spec.tags"],
-            "any key type is fine for a row key"
+            ["spec.ttlAttribute", "spec.tags"],
+            "any key type is fine for a row key; Bigtable has deletion protection"
         );
     }
 

@@ -387,6 +387,19 @@ fn classify_status(status: u16, message: String) -> CloudError {
 /// so a manifest cannot forge it.
 pub const OWNER_LABEL: &str = "cloudkit-owner";
 
+/// The diff path of the owner label, for backends where its absence is no difference.
+///
+/// Pub/Sub: the owner label is written when CloudKit creates a topic or subscription, and
+/// with the labels whenever they are written anyway, but a topic or subscription adopted
+/// with `spec.externalName` is not relabelled for it: it is this object's by its
+/// external-name record (as a Bigtable table is). Why: the Pub/Sub emulator refuses every
+/// label update (`labels is not a known Topic field`), so adoption that needs one can only
+/// be proven against Pub/Sub itself, and adopting then needs no update permission when
+/// nothing else differs. Another object's label is still read and refused
+/// (`OwnedByAnother`), as it is not a diff but the ownership check. docs/gcp.md, "Adoption
+/// on Pub/Sub", says what this costs.
+pub(crate) const OWNER_LABEL_UNCOMPARED: &[&str] = &["tags.cloudkit-owner"];
+
 /// Label values are at most 63 lowercase letters, digits, `_` and `-`, so the owner
 /// (`<cluster>/<namespace>/<kind>/<name>`) is written as a readable part — namespace, kind
 /// and name, lowercased, other characters as `-`, cut to 52 — then `-` and the first 10 hex
@@ -448,6 +461,7 @@ mod tests {
     fn owner_label_values_are_legal_stable_and_distinct() {
         let a = owner_tag("prod/team-a/Bucket/assets");
         assert_eq!(a.key, "cloudkit-owner");
+        assert_eq!(OWNER_LABEL_UNCOMPARED, [format!("tags.{OWNER_LABEL}")]);
         assert!(a.value.starts_with("team-a-bucket-assets-"), "{}", a.value);
         assert_eq!(a, owner_tag("prod/team-a/Bucket/assets"));
         assert_ne!(

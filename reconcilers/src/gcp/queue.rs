@@ -188,6 +188,12 @@ impl ExternalResource for PubsubSubscription {
         super::owner_tag(owner)
     }
 
+    /// A subscription adopted by `externalName` is not relabelled for its owner (see
+    /// `OWNER_LABEL_UNCOMPARED`): a missing owner label is no difference.
+    fn unobserved(&self) -> &'static [&'static str] {
+        super::OWNER_LABEL_UNCOMPARED
+    }
+
     /// Pub/Sub fixes both when the subscription is made.
     fn immutable(&self) -> &'static [&'static str] {
         &["fifo", "topic"]

@@ -137,4 +137,10 @@ impl ExternalResource for PubsubTopic {
     fn owner_tag(&self, owner: &str) -> crate::OwnerTag {
         super::owner_tag(owner)
     }
+
+    /// A topic adopted by `externalName` is not relabelled for its owner (see
+    /// `OWNER_LABEL_UNCOMPARED`): a missing owner label is no difference.
+    fn unobserved(&self) -> &'static [&'static str] {
+        super::OWNER_LABEL_UNCOMPARED
+    }
 }

@@ -272,6 +272,87 @@ impl Gcp {
         )
     }
 
+    /// Each column family of a table with its GC policy as cbt writes it (`versions() > 3`,
+    /// `(versions() > 2 && age() > 1h)`, empty for none), or `None` when it does not exist.
+    pub fn gc_policies(&self, instance: &str, table: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        let (ok, stdout, stderr) = self.cbt_split(instance, &["ls", table]);
+        if !ok {
+            assert!(stderr.contains("NotFound"), "cbt ls {table}: {stderr}");
+            return None;
+        }
+        // Columns are tab-separated (padded with more tabs): name, policy, value type.
+        Some(
+            stdout
+                .lines()
+                .skip_while(|l| !l.starts_with("----"))
+                .skip(1)
+                .filter_map(|l| {
+                    let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+                    let (name, rest) = cells.split_first()?;
+                    // No rule reads `<never>` or nothing, depending on whether the family
+                    // holds an empty rule or none: both keep every cell.
+                    let policy = match rest {
+                        [policy, _value_type] if *policy != "<never>" => (*policy).to_owned(),
+                        _ => String::new(),
+                    };
+                    Some(((*name).to_owned(), policy))
+                })
+                .collect(),
+        )
+    }
+
+    /// The Bigtable admin client of the tests' own, for what `cbt` cannot do.
+    async fn bigtable_admin(
+        &self,
+    ) -> googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient<tonic::transport::Channel>{
+        let url = self.bigtable.clone().expect("the Bigtable emulator's endpoint");
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to the Bigtable emulator");
+        googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient::new(channel)
+    }
+
+    fn table_path(&self, instance: &str, table: &str) -> String {
+        format!("projects/{}/instances/{instance}/tables/{table}", self.project)
+    }
+
+    /// A table's deletion protection as the emulator has it.
+    pub async fn deletion_protection(&self, instance: &str, table: &str) -> bool {
+        use googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::GetTableRequest;
+        let mut admin = self.bigtable_admin().await;
+        let request = GetTableRequest {
+            name: self.table_path(instance, table),
+            view: 0,
+        };
+        admin
+            .get_table(request)
+            .await
+            .expect("GetTable")
+            .into_inner()
+            .deletion_protection
+    }
+
+    /// Sets a table's deletion protection in the emulator directly (a change made outside
+    /// CloudKit).
+    pub async fn set_deletion_protection(&self, instance: &str, table: &str, on: bool) {
+        use googleapis_tonic_google_bigtable_admin_v2::google::bigtable::admin::v2::{Table, UpdateTableRequest};
+        let mut admin = self.bigtable_admin().await;
+        let request = UpdateTableRequest {
+            table: Some(Table {
+                name: self.table_path(instance, table),
+                deletion_protection: on,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["deletion_protection".into()],
+            }),
+            ignore_warnings: false,
+        };
+        admin.update_table(request).await.expect("UpdateTable");
+    }
+
     /// The column families of a table, or `None` when it does not exist.
     pub fn families(&self, instance: &str, table: &str) -> Option<std::collections::BTreeSet<String>> {
         let (ok, stdout, stderr) = self.cbt_split(instance, &["ls", table]);

@@ -318,3 +318,28 @@ async fn aws_azure_and_gcp_buckets_side_by_side() {
     }
     assert!(!gcs.bucket_exists(&on_gcp).await);
 }
+
+/// No Cloud Functions backend (no emulator takes a deploy): the kind is refused naming the
+/// cloud, as a human must act, and nothing is sent.
+#[tokio::test]
+async fn gcp_function_is_unsupported_for_provider_without_a_call() {
+    let h = Harness::new("gcpfn").await;
+    let cloud = CountingEndpoint::start().await;
+    let _: Gcp = h.gcp_provider_config("nowhere", Some(&cloud.url)).await;
+    h.apply::<cloudkit_crds::Function>(
+        "worker",
+        json!({
+            "providerConfigRef": {"name": "nowhere"}, "runtime": "python3.12", "handler": "app.handler",
+            "code": {"zipBase64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}
+        }),
+    )
+    .await;
+    let (f, message) = h
+        .wait_stalled_as::<cloudkit_crds::Function>("worker", "UnsupportedForProvider")
+        .await;
+    assert!(message.contains("Function") && message.contains("gcp"), "{message}");
+    assert!(!is_true(&f, "Reconciling"), "needs a human, not a retry loop");
+    h.delete::<cloudkit_crds::Function>("worker").await;
+    h.wait_deleted::<cloudkit_crds::Function>("worker").await;
+    assert_eq!(cloud.connections(), 0, "nothing reaches the cloud");
+}

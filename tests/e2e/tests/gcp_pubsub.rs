@@ -148,6 +148,20 @@ async fn pubsub_topic_and_subscription_queue_create_update_drift_and_delete() {
             .any(|d| d.field == "visibilityTimeoutSeconds" && d.observed.contains("99")),
         "{drift:?}"
     );
+    let t: Topic = h
+        .wait(&topic, "topic drift reported", |t: &Topic| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.drift.iter().any(|d| d.field == "messageRetentionSeconds"))
+        })
+        .await;
+    let drift = &t.status.as_ref().expect("status").drift;
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.field == "messageRetentionSeconds" && d.desired == "7200" && d.observed == "900"),
+        "{drift:?}"
+    );
     eventually("ack deadline and retention set back", || async {
         let sub = gcp.pubsub_get("subscriptions", &queue).await.expect("subscription");
         let found = gcp.pubsub_get("topics", &topic).await.expect("topic");
@@ -193,6 +207,23 @@ async fn pubsub_retain_keeps_the_topic_and_the_owner_label_takes_it_back() {
     // The same object again: its owner label proves the topic is its own.
     h.apply::<Topic>(&topic, spec).await;
     h.wait::<Topic>(&topic, "Ready again", ready_at_generation).await;
+    // A Queue with Retain leaves its subscription, and takes it back by its owner label.
+    let queue = h.gcp_name("kept-sub");
+    let queue_spec = json!({
+        "providerConfigRef": {"name": "gcp"}, "deletionPolicy": "Retain", "visibilityTimeoutSeconds": 40,
+        "gcp": {"topicRef": {"name": topic}}
+    });
+    h.apply::<Queue>(&queue, queue_spec.clone()).await;
+    h.wait::<Queue>(&queue, "Ready", ready_at_generation).await;
+    h.delete::<Queue>(&queue).await;
+    h.wait_deleted::<Queue>(&queue).await;
+    let sub = gcp.pubsub_get("subscriptions", &queue).await;
+    assert!(
+        sub.as_ref().is_some_and(|s| s["ackDeadlineSeconds"] == 40),
+        "Retain leaves the subscription: {sub:?}"
+    );
+    h.apply::<Queue>(&queue, queue_spec).await;
+    h.wait::<Queue>(&queue, "Ready again", ready_at_generation).await;
     // Another object naming it is refused: it is managed by the first.
     h.apply::<Topic>(
         "thief",
@@ -208,6 +239,102 @@ async fn pubsub_retain_keeps_the_topic_and_the_owner_label_takes_it_back() {
     h.apply::<Topic>(&outside, json!({"providerConfigRef": {"name": "gcp"}}))
         .await;
     h.wait_stalled_as::<Topic>(&outside, "AlreadyExists").await;
+}
+
+#[tokio::test]
+async fn pubsub_adoption_by_external_name_manages_without_a_label_write() {
+    if Gcp::pubsub_or_skip("pubsub_adoption_by_external_name").is_none() {
+        return;
+    }
+    let h = Harness::new("pubsubadopt").await;
+    let gcp = h.gcp_provider_config("gcp", None).await;
+    // A topic and a subscription made outside CloudKit, with another tool's label.
+    let (topic, sub) = (h.gcp_name("legacy"), h.gcp_name("legacy-sub"));
+    gcp.pubsub_create("topics", &topic, json!({"labels": {"team": "old"}}))
+        .await;
+    gcp.pubsub_create(
+        "subscriptions",
+        &sub,
+        json!({"topic": gcp.path("topics", &topic), "ackDeadlineSeconds": 20, "labels": {"team": "old"}}),
+    )
+    .await;
+    // Adopted by externalName: the manifest's settings applied, their labels kept, and no
+    // label written (the emulator would refuse one; see docs/gcp.md).
+    h.apply::<Topic>(
+        "adopted-topic",
+        json!({"providerConfigRef": {"name": "gcp"}, "externalName": topic, "gcp": {"messageRetentionSeconds": 3600}}),
+    )
+    .await;
+    h.apply::<Queue>(
+        "adopted-queue",
+        json!({
+            "providerConfigRef": {"name": "gcp"}, "externalName": sub, "deletionPolicy": "Delete",
+            "visibilityTimeoutSeconds": 30, "gcp": {"topicRef": {"name": "adopted-topic"}}
+        }),
+    )
+    .await;
+    let t: Topic = h.wait("adopted-topic", "Ready", ready_at_generation).await;
+    let q: Queue = h.wait("adopted-queue", "Ready", ready_at_generation).await;
+    assert_eq!(t.status.and_then(|s| s.arn), Some(gcp.path("topics", &topic)));
+    assert_eq!(q.status.and_then(|s| s.arn), Some(gcp.path("subscriptions", &sub)));
+    for name in ["adopted-topic", "adopted-queue"] {
+        eventually(&format!("an Adopted event for {name}"), || async {
+            h.event_reasons(name).await.iter().any(|r| r == "Adopted")
+        })
+        .await;
+    }
+    let found = gcp.pubsub_get("topics", &topic).await.expect("topic");
+    assert_eq!(found["messageRetentionDuration"], "3600s", "{found}");
+    let found_sub = gcp.pubsub_get("subscriptions", &sub).await.expect("subscription");
+    assert_eq!(found_sub["ackDeadlineSeconds"], 30, "{found_sub}");
+    let expected = std::collections::BTreeMap::from([("team".to_owned(), "old".to_owned())]);
+    assert_eq!(labels(&found), expected, "labels as they were: {found}");
+    assert_eq!(labels(&found_sub), expected, "labels as they were: {found_sub}");
+
+    // Managed from then on: a change in Pub/Sub directly is set back, with no label write
+    // on the way (that would stall with CloudRejected on the emulator).
+    gcp.pubsub_patch(
+        "subscriptions",
+        &sub,
+        "ack_deadline_seconds",
+        json!({"ackDeadlineSeconds": 77}),
+    )
+    .await;
+    let q: Queue = h
+        .wait("adopted-queue", "drift reported", |q: &Queue| {
+            q.status
+                .as_ref()
+                .is_some_and(|s| s.drift.iter().any(|d| d.field == "visibilityTimeoutSeconds"))
+        })
+        .await;
+    let drift = &q.status.as_ref().expect("status").drift;
+    assert!(
+        drift.iter().all(|d| !d.field.starts_with("tags")),
+        "the missing owner label is no drift: {drift:?}"
+    );
+    eventually("the ack deadline set back", || async {
+        gcp.pubsub_get("subscriptions", &sub).await.expect("subscription")["ackDeadlineSeconds"] == 30
+    })
+    .await;
+
+    // Delete: the Queue says Delete, so the subscription goes; the Topic, adopted, keeps
+    // the default for what was adopted (Retain), so the topic stays.
+    h.delete::<Queue>("adopted-queue").await;
+    h.wait_deleted::<Queue>("adopted-queue").await;
+    assert!(
+        gcp.pubsub_get("subscriptions", &sub).await.is_none(),
+        "deletionPolicy: Delete deletes what was adopted"
+    );
+    h.delete::<Topic>("adopted-topic").await;
+    h.wait_deleted::<Topic>("adopted-topic").await;
+    assert!(
+        gcp.pubsub_get("topics", &topic).await.is_some(),
+        "an adopted topic is retained by default"
+    );
+    eventually("a Retained event", || async {
+        h.event_reasons("adopted-topic").await.iter().any(|r| r == "Retained")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -237,6 +364,20 @@ async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
         message.contains("not a valid Pub/Sub topic name") && message.contains("spec.tags.Team"),
         "{message}"
     );
+    // A subscription name and labels Pub/Sub refuses, on a Queue.
+    h.apply::<Queue>(
+        "badsub",
+        json!({
+            "providerConfigRef": pc, "externalName": "9starts-with-digit", "tags": {"env": "Prod"},
+            "gcp": {"topicRef": {"name": "t"}}
+        }),
+    )
+    .await;
+    let (_, message) = h.wait_stalled_as::<Queue>("badsub", "InvalidSpec").await;
+    assert!(
+        message.contains("spec.externalName") && message.contains("spec.tags.env"),
+        "{message}"
+    );
     // Pub/Sub's own ranges.
     h.apply::<Queue>(
         "range",
@@ -251,14 +392,20 @@ async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
     // Portable fields Pub/Sub cannot honour: UnsupportedForProvider naming each.
     h.apply::<Queue>(
         "delayed",
-        json!({"providerConfigRef": pc, "delaySeconds": 5, "receiveWaitTimeSeconds": 10, "gcp": {"topicRef": {"name": "t"}}}),
+        json!({
+            "providerConfigRef": pc, "delaySeconds": 5, "receiveWaitTimeSeconds": 10, "maxMessageSizeBytes": 1024,
+            "gcp": {"topicRef": {"name": "t"}}
+        }),
     )
     .await;
     let (q, message) = h.wait_stalled_as::<Queue>("delayed", "UnsupportedForProvider").await;
-    assert!(
-        message.contains("spec.delaySeconds") && message.contains("spec.receiveWaitTimeSeconds"),
-        "{message}"
-    );
+    for field in [
+        "spec.delaySeconds",
+        "spec.receiveWaitTimeSeconds",
+        "spec.maxMessageSizeBytes",
+    ] {
+        assert!(message.contains(field), "{field} in {message}");
+    }
     assert!(!is_true(&q, "Reconciling"), "needs a human, not a retry loop");
     h.apply::<Topic>(
         "fanout",
@@ -277,7 +424,7 @@ async fn pubsub_invalid_and_unsupported_specs_stall_without_a_call() {
         "says what to do instead: {message}"
     );
 
-    for name in ["orphan", "range", "delayed"] {
+    for name in ["orphan", "badsub", "range", "delayed"] {
         h.delete::<Queue>(name).await;
         h.wait_deleted::<Queue>(name).await;
     }
