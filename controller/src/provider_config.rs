@@ -25,8 +25,8 @@ pub const IN_USE: &str = "cloudkit.dev/provider-config-in-use";
 
 /// A Ready ProviderConfig is re-checked this often.
 const RECHECK: Duration = Duration::from_secs(600);
-/// One that reads a Secret, this often: one GET per ProviderConfig, which also keeps the
-/// Secret cache fresh for every object using it.
+/// One that reads a Secret while objects using it are not Ready, this often: one GET per
+/// ProviderConfig, which also keeps the Secret cache fresh for every object using it.
 const SECRET_RECHECK: Duration = Duration::from_secs(30);
 
 /// How often a deleted ProviderConfig looks again for the objects still using it. It reads
@@ -82,10 +82,19 @@ async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context
     let failure = result.as_ref().err();
     write_status(api, config, ctx, failure).await?;
     let key = key(config);
-    // A Secret is not watched (the chart grants get only): it is read again this often, so
-    // that a fixed or rotated one reaches the objects that failed with the old one.
+    // A Secret is not watched (the chart grants get only): while objects using it fail, it
+    // is read again every 30 s, so that a fixed or rotated one reaches them at once. When
+    // all are Ready nobody waits for it, and an idle controller makes no request.
+    let namespace = config.namespace().unwrap_or_default();
     let recheck = match config.spec.credentials.source {
-        CredentialsSource::Secret => SECRET_RECHECK,
+        CredentialsSource::Secret
+            if failure.is_some()
+                || ctx
+                    .stores
+                    .provider_config_has_failing_users(&namespace, &config.name_any()) =>
+        {
+            SECRET_RECHECK
+        }
         _ => RECHECK,
     };
     Ok(match failure {

@@ -330,6 +330,23 @@ impl Stores {
         users
     }
 
+    /// Whether any object using the ProviderConfig is not Ready: someone a change of its
+    /// credentials might help.
+    pub fn provider_config_has_failing_users(&self, namespace: &str, config: &str) -> bool {
+        fn failing<K: Managed>(store: &Store<K>, namespace: &str, config: &str) -> bool {
+            store.state().iter().any(|o| {
+                o.namespace().as_deref() == Some(namespace)
+                    && o.managed().provider_config_ref.name == config
+                    && status::condition(o.managed_status(), READY).is_none_or(|c| c.status != "True")
+            })
+        }
+        failing(&self.buckets, namespace, config)
+            || failing(&self.tables, namespace, config)
+            || failing(&self.queues, namespace, config)
+            || failing(&self.topics, namespace, config)
+            || failing(&self.functions, namespace, config)
+    }
+
     /// The objects (any kind, same namespace) whose specs reference `kind`/`name`, each
     /// with the field, e.g. `Function/f (spec.env[0].valueFrom)`.
     pub fn referrers(&self, kind: Kind, namespace: &str, name: &str) -> Vec<String> {

@@ -1,5 +1,5 @@
-//! The scale benchmark (issue 14): N Buckets against the real kube-apiserver and moto,
-//! measured from outside the controller. It prints figures, it does not judge them: the
+//! The scale benchmark (issue 14): N objects (Buckets, or a mix of kinds) against the real
+//! kube-apiserver and moto, measured from outside the controller. It prints figures, it does not judge them: the
 //! `cloudkit-bench` binary runs it at the sizes asked for, and `tests/scale.rs` runs the
 //! smallest size so that the benchmark itself keeps working.
 //!
@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cloudkit_crds::{Bucket, ProviderConfig};
+use cloudkit_crds::{Bucket, Managed, ProviderConfig, Queue, Table, Topic};
 use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{Harness, ready_at_generation};
 
@@ -37,6 +37,54 @@ pub struct Options {
     pub client_parallel: usize,
     /// Tasks in flight when measuring the emulator's floor (the controller's `--concurrency`).
     pub concurrency: usize,
+    /// The kinds made, in turn (object i is `kinds[i % len]`); probes are of the first.
+    pub kinds: Vec<BenchKind>,
+}
+
+/// The kinds the bench makes; Functions are left out: each needs an IAM role and a zip, and
+/// moto keeps every function's code in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchKind {
+    Bucket,
+    Queue,
+    Topic,
+    Table,
+}
+
+impl BenchKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "bucket" | "buckets" => Some(Self::Bucket),
+            "queue" | "queues" => Some(Self::Queue),
+            "topic" | "topics" => Some(Self::Topic),
+            "table" | "tables" => Some(Self::Table),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bucket => "Bucket",
+            Self::Queue => "Queue",
+            Self::Topic => "Topic",
+            Self::Table => "Table",
+        }
+    }
+
+    /// The smallest spec of the kind: what a user would write first.
+    fn spec(self) -> Value {
+        match self {
+            Self::Table => json!({"partitionKey": {"name": "id", "type": "String"}}),
+            _ => json!({}),
+        }
+    }
+
+    pub const ALL: [Self; 4] = [Self::Bucket, Self::Queue, Self::Topic, Self::Table];
+}
+
+/// The kinds of a run, as the table shows them.
+pub fn kinds_label(kinds: &[BenchKind]) -> String {
+    kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("+")
 }
 
 impl Options {
@@ -48,6 +96,7 @@ impl Options {
             probes: 20,
             client_parallel: 32,
             concurrency: 128,
+            kinds: vec![BenchKind::Bucket],
         }
     }
 }
@@ -56,6 +105,8 @@ impl Options {
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
     pub n: usize,
+    /// `Bucket`, or the mix (`Bucket+Queue+Topic+Table`).
+    pub kinds: String,
     /// `kubectl create` equivalent: from the first create sent to the last answered.
     pub create_secs: f64,
     /// From the first create sent to the last object Ready.
@@ -113,12 +164,42 @@ fn lock(t: &Tracker) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
     t.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Watches the namespace's Buckets and stamps each one's first finalizer, first Ready at
-/// its generation, and its removal.
-fn track(api: Api<Bucket>) -> (Tracker, tokio::task::JoinHandle<()>) {
+/// An object of the run: its kind and name, and its key in the tracker (`Kind/name`).
+#[derive(Clone, Debug)]
+struct Object {
+    kind: BenchKind,
+    name: String,
+}
+
+impl Object {
+    fn key(&self) -> String {
+        format!("{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+fn keys(objects: &[Object]) -> Vec<String> {
+    objects.iter().map(Object::key).collect()
+}
+
+/// Watches the namespace's objects of each kind and stamps each one's first finalizer,
+/// first Ready at its generation, and its removal.
+fn track(h: &Harness, kinds: &[BenchKind]) -> (Tracker, Vec<tokio::task::JoinHandle<()>>) {
     let tracker: Tracker = Arc::default();
-    let t = tracker.clone();
-    let task = tokio::spawn(async move {
+    let tasks = kinds
+        .iter()
+        .map(|kind| match kind {
+            BenchKind::Bucket => track_kind::<Bucket>(h.api(), tracker.clone()),
+            BenchKind::Queue => track_kind::<Queue>(h.api(), tracker.clone()),
+            BenchKind::Topic => track_kind::<Topic>(h.api(), tracker.clone()),
+            BenchKind::Table => track_kind::<Table>(h.api(), tracker.clone()),
+        })
+        .collect();
+    (tracker, tasks)
+}
+
+fn track_kind<K: Managed>(api: Api<K>, t: Tracker) -> tokio::task::JoinHandle<()> {
+    let kind = K::kind(&()).to_string();
+    tokio::spawn(async move {
         let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
         while let Some(event) = events.next().await {
             let now = Instant::now();
@@ -126,7 +207,7 @@ fn track(api: Api<Bucket>) -> (Tracker, tokio::task::JoinHandle<()>) {
             let mut seen = lock(&t);
             match event {
                 watcher::Event::Apply(b) | watcher::Event::InitApply(b) => {
-                    let s = seen.entry(b.name_any()).or_default();
+                    let s = seen.entry(format!("{kind}/{}", b.name_any())).or_default();
                     if s.finalizer.is_none() && !b.finalizers().is_empty() {
                         s.finalizer = Some(now);
                     }
@@ -135,13 +216,12 @@ fn track(api: Api<Bucket>) -> (Tracker, tokio::task::JoinHandle<()>) {
                     }
                 }
                 watcher::Event::Delete(b) => {
-                    seen.entry(b.name_any()).or_default().gone = Some(now);
+                    seen.entry(format!("{kind}/{}", b.name_any())).or_default().gone = Some(now);
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}
             }
         }
-    });
-    (tracker, task)
+    })
 }
 
 /// Waits until `done` holds for every name, or `limit` passes; the names it does not hold for.
@@ -343,29 +423,15 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
-async fn create_all(api: &Api<Bucket>, names: &[String], parallel: usize) {
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            async move {
-                let bucket: Bucket = serde_json::from_value(json!({
-                    "apiVersion": "cloudkit.dev/v1alpha1", "kind": "Bucket",
-                    "metadata": {"name": name}, "spec": {}
-                }))
-                .expect("a Bucket");
-                // An overloaded etcd answers 500 "request timed out" (seen at N = 10,000 on
-                // a loaded machine), possibly after storing the object: retry, and take
-                // AlreadyExists after a failed attempt as done.
-                let mut tries = 0;
-                loop {
-                    match api.create(&PostParams::default(), &bucket).await {
-                        Ok(_) => break,
-                        Err(kube::Error::Api(e)) if e.code == 409 && tries > 0 => break,
-                        Err(e) if tries < 5 && transient(&e) => tries += 1,
-                        Err(e) => panic!("create {name}: {e}"),
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+/// Creates the objects, `parallel` requests in flight in all.
+async fn create_all(h: &Harness, objects: &[Object], parallel: usize) {
+    futures::stream::iter(objects.iter().cloned())
+        .map(|o| async move {
+            match o.kind {
+                BenchKind::Bucket => create::<Bucket>(h.api(), o).await,
+                BenchKind::Queue => create::<Queue>(h.api(), o).await,
+                BenchKind::Topic => create::<Topic>(h.api(), o).await,
+                BenchKind::Table => create::<Table>(h.api(), o).await,
             }
         })
         .buffer_unordered(parallel)
@@ -373,11 +439,114 @@ async fn create_all(api: &Api<Bucket>, names: &[String], parallel: usize) {
         .await;
 }
 
+async fn create<K: Managed>(api: Api<K>, o: Object) {
+    let name = o.name;
+    let object: K = serde_json::from_value(json!({
+        "apiVersion": "cloudkit.dev/v1alpha1", "kind": o.kind.as_str(),
+        "metadata": {"name": name}, "spec": o.kind.spec()
+    }))
+    .expect("a valid object");
+    // An overloaded etcd answers 500 "request timed out" (seen at N = 10,000 on a loaded
+    // machine), possibly after storing the object: retry, and take AlreadyExists after a
+    // failed attempt as done.
+    let mut tries = 0;
+    loop {
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && tries > 0 => break,
+            Err(e) if tries < 5 && transient(&e) => tries += 1,
+            Err(e) => panic!("create {name}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Deletes an object, retrying what an overloaded apiserver refuses.
+async fn delete<K: Managed>(api: Api<K>, name: String) {
+    let mut tries = 0;
+    loop {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 404 && tries > 0 => break,
+            Err(e) if tries < 5 && transient(&e) => tries += 1,
+            Err(e) => panic!("delete {name}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Reconciles the controller has run, of every kind of the run.
+async fn reconciles(h: &Harness, kinds: &[BenchKind]) -> u64 {
+    let mut total = 0;
+    for kind in kinds {
+        total += h.reconciles(kind.as_str()).await;
+    }
+    total
+}
+
+/// What the run left in the cloud: resources of its kinds named after its namespace.
+async fn left_in_cloud(h: &Harness, kinds: &[BenchKind]) -> usize {
+    let prefix = format!("{}-", h.ns);
+    let mut left = 0;
+    for kind in kinds {
+        left += match kind {
+            BenchKind::Bucket => {
+                let listed = h.s3.list_buckets().send().await.expect("ListBuckets");
+                listed
+                    .buckets()
+                    .iter()
+                    .filter(|b| b.name().is_some_and(|n| n.starts_with(&prefix)))
+                    .count()
+            }
+            BenchKind::Queue => {
+                let mut pages = h.sqs.list_queues().queue_name_prefix(&prefix).into_paginator().send();
+                let mut n = 0;
+                while let Some(page) = pages.next().await {
+                    n += page.expect("ListQueues").queue_urls().len();
+                }
+                n
+            }
+            BenchKind::Topic => {
+                let mut pages = h.sns.list_topics().into_paginator().send();
+                let mut n = 0;
+                while let Some(page) = pages.next().await {
+                    n += page
+                        .expect("ListTopics")
+                        .topics()
+                        .iter()
+                        .filter(|t| {
+                            t.topic_arn()
+                                .and_then(|a| a.rsplit(':').next())
+                                .is_some_and(|name| name.starts_with(&prefix))
+                        })
+                        .count();
+                }
+                n
+            }
+            BenchKind::Table => {
+                let mut pages = h.dynamodb.list_tables().into_paginator().send();
+                let mut n = 0;
+                while let Some(page) = pages.next().await {
+                    n += page
+                        .expect("ListTables")
+                        .table_names()
+                        .iter()
+                        .filter(|t| t.starts_with(&prefix))
+                        .count();
+                }
+                n
+            }
+        };
+    }
+    left
+}
+
 /// Runs the benchmark once. Panics when objects do not reach Ready or are not released in
 /// time: a benchmark that did not finish has no figures.
 pub async fn run(opts: &Options) -> Figures {
     let mut f = Figures {
         n: opts.n,
+        kinds: kinds_label(&opts.kinds),
         load: vec![loadavg()],
         ..Default::default()
     };
@@ -409,13 +578,23 @@ pub async fn run(opts: &Options) -> Figures {
     f.emulator_calls_per_sec = rate;
     f.emulator_call_latency_ms = latency;
 
-    let api: Api<Bucket> = h.api();
-    let (tracker, watch) = track(api.clone());
-    let names: Vec<String> = (0..opts.n).map(|i| h.bucket_name(&format!("b{i:05}"))).collect();
+    let kinds = if opts.kinds.is_empty() {
+        vec![BenchKind::Bucket]
+    } else {
+        opts.kinds.clone()
+    };
+    let (tracker, watches) = track(&h, &kinds);
+    let objects: Vec<Object> = (0..opts.n)
+        .map(|i| Object {
+            kind: kinds[i % kinds.len()],
+            name: h.bucket_name(&format!("b{i:05}")),
+        })
+        .collect();
+    let names = keys(&objects);
     let calls0 = h.cloud_call_total().await;
     let k8s0 = apiserver_requests(&h.client).await;
     let started = Instant::now();
-    create_all(&api, &names, opts.client_parallel).await;
+    create_all(&h, &objects, opts.client_parallel).await;
     f.create_secs = started.elapsed().as_secs_f64();
     // Generous: a slow machine still finishes; the figure says how slow.
     let limit = Duration::from_secs(120) + Duration::from_millis(200 * opts.n as u64);
@@ -423,7 +602,7 @@ pub async fn run(opts: &Options) -> Figures {
     f.not_ready = missing.len();
     assert!(
         missing.is_empty(),
-        "{} of {} Buckets not Ready after {limit:?} (e.g. {:?}); controller log: {}",
+        "{} of {} objects not Ready after {limit:?} (e.g. {:?}); controller log: {}",
         missing.len(),
         opts.n,
         missing.first(),
@@ -442,9 +621,13 @@ pub async fn run(opts: &Options) -> Figures {
     f.t_min_secs = opts.n as f64 * f.calls_per_object / rate;
     let converge = delta(&k8s1, &k8s0);
     // The bench's own creates are not the controller's writes.
+    let creates: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("POST {}s", k.as_str().to_ascii_lowercase()))
+        .collect();
     let writes: u64 = converge
         .iter()
-        .filter(|(k, _)| is_write(k) && k.as_str() != "POST buckets")
+        .filter(|(k, _)| is_write(k) && !creates.contains(k))
         .map(|(_, v)| v)
         .sum();
     let reads: u64 = converge.iter().filter(|(k, _)| is_read(k)).map(|(_, v)| v).sum();
@@ -462,13 +645,13 @@ pub async fn run(opts: &Options) -> Figures {
         apiserver_requests(&h.client).await,
         cpu_secs(pid),
     );
-    let runs2 = h.reconciles("Bucket").await;
+    let runs2 = reconciles(&h, &kinds).await;
     let mut last = runs2;
     let mut peak = 0;
     let idle_started = Instant::now();
     while idle_started.elapsed() < opts.idle {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = h.reconciles("Bucket").await;
+        let now = reconciles(&h, &kinds).await;
         peak = peak.max(now - last);
         last = now;
     }
@@ -496,18 +679,22 @@ pub async fn run(opts: &Options) -> Figures {
     let mut first = Vec::new();
     let mut ready = Vec::new();
     for i in 0..opts.probes {
-        let name = h.bucket_name(&format!("p{i:03}"));
+        let probe = Object {
+            kind: kinds[0],
+            name: h.bucket_name(&format!("p{i:03}")),
+        };
+        let key = probe.key();
         let sent = Instant::now();
-        create_all(&api, std::slice::from_ref(&name), 1).await;
-        let missing = wait_all(&tracker, std::slice::from_ref(&name), Duration::from_secs(60), |s| {
+        create_all(&h, std::slice::from_ref(&probe), 1).await;
+        let missing = wait_all(&tracker, std::slice::from_ref(&key), Duration::from_secs(60), |s| {
             s.ready.is_some()
         })
         .await;
-        assert!(missing.is_empty(), "probe {name} not Ready; log {}", h.log.display());
-        let seen = lock(&tracker).get(&name).copied().unwrap_or_default();
+        assert!(missing.is_empty(), "probe {key} not Ready; log {}", h.log.display());
+        let seen = lock(&tracker).get(&key).copied().unwrap_or_default();
         first.push(seen.finalizer.map_or(f64::NAN, |t| (t - sent).as_secs_f64() * 1000.0));
         ready.push(seen.ready.map_or(f64::NAN, |t| (t - sent).as_secs_f64() * 1000.0));
-        probes.push(name);
+        probes.push(probe);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     first.sort_by(f64::total_cmp);
@@ -521,22 +708,19 @@ pub async fn run(opts: &Options) -> Figures {
 
     // Delete everything; timed from the first delete sent to the last object gone, as the
     // watch sees it (not `kubectl delete --wait`, which polls each object in turn).
-    let all: Vec<String> = names.iter().chain(&probes).cloned().collect();
+    let everything: Vec<Object> = objects.iter().chain(&probes).cloned().collect();
+    let all = keys(&everything);
     let calls4 = h.cloud_call_total().await;
     let started = Instant::now();
-    futures::stream::iter(all.clone())
-        .for_each_concurrent(opts.client_parallel, |name| {
-            let api = api.clone();
+    futures::stream::iter(everything)
+        .for_each_concurrent(opts.client_parallel, |o| {
+            let h = &h;
             async move {
-                let mut tries = 0;
-                loop {
-                    match api.delete(&name, &DeleteParams::default()).await {
-                        Ok(_) => break,
-                        Err(kube::Error::Api(e)) if e.code == 404 && tries > 0 => break,
-                        Err(e) if tries < 5 && transient(&e) => tries += 1,
-                        Err(e) => panic!("delete {name}: {e}"),
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                match o.kind {
+                    BenchKind::Bucket => delete::<Bucket>(h.api(), o.name).await,
+                    BenchKind::Queue => delete::<Queue>(h.api(), o.name).await,
+                    BenchKind::Topic => delete::<Topic>(h.api(), o.name).await,
+                    BenchKind::Table => delete::<Table>(h.api(), o.name).await,
                 }
             }
         })
@@ -550,36 +734,33 @@ pub async fn run(opts: &Options) -> Figures {
     };
     f.delete_secs = last_gone.map_or(f64::NAN, |t| (t - started).as_secs_f64());
     f.delete_calls_per_object = (h.cloud_call_total().await - calls4) as f64 / all.len() as f64;
-    let listed = h.s3.list_buckets().send().await.expect("ListBuckets");
-    let prefix = format!("{}-", h.ns);
-    f.left_in_cloud = listed
-        .buckets()
-        .iter()
-        .filter(|b| b.name().is_some_and(|n| n.starts_with(&prefix)))
-        .count();
+    f.left_in_cloud = left_in_cloud(&h, &kinds).await;
     f.cpu_total_secs = cpu_secs(pid);
     f.load.push(loadavg());
-    watch.abort();
+    for watch in watches {
+        watch.abort();
+    }
     f
 }
 
 impl Figures {
     /// The markdown table's header; one `row()` per run follows it.
     pub fn header() -> &'static str {
-        "| N | create | all Ready | T_min (emulator) | RSS peak / settled | CPU converge / total | \
+        "| N | kinds | create | all Ready | T_min (emulator) | RSS peak / settled | CPU converge / total | \
          calls/object | calls/quiet resync | resyncs in idle (peak/s vs N/interval) | CPU/resync | \
          k8s writes/object (reads) | k8s requests idle (writes) | first reconcile p50/p99 | new object Ready p50/p99 | \
          delete all (calls/object) | left cloud/cluster | load 1/5/15 start · converged · end |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     }
 
     pub fn row(&self) -> String {
         let idle_requests: u64 = self.k8s_requests_idle.values().sum();
         format!(
-            "| {} | {:.1} s | {:.1} s | {:.1} s ({:.0} calls/s, {:.1} ms/call) | {:.1} / {:.1} MiB | {:.1} / {:.1} s | \
+            "| {} | {} | {:.1} s | {:.1} s | {:.1} s ({:.0} calls/s, {:.1} ms/call) | {:.1} / {:.1} MiB | {:.1} / {:.1} s | \
              {:.2} | {:.2} | {} ({} vs {:.1}) | {:.2} ms | {:.2} ({:.2}) | {} ({}) | {:.0} / {:.0} ms | {:.0} / {:.0} ms | \
              {:.1} s ({:.2}) | {} / {} | {} |",
             self.n,
+            self.kinds,
             self.create_secs,
             self.converge_secs,
             self.t_min_secs,
@@ -615,8 +796,9 @@ impl Figures {
     pub fn requests(&self) -> String {
         let show = |m: &BTreeMap<String, u64>| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
         format!(
-            "N={}: converging: {}; idle: {}",
+            "N={} {}: converging: {}; idle: {}",
             self.n,
+            self.kinds,
             show(&self.k8s_requests_converge),
             if self.k8s_requests_idle.is_empty() {
                 "none".to_owned()

@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
-//! `cloudkit-bench [--out FILE] [--label TEXT] [--idle SECS] [--resync SECS] [--probes K] N...`
+//! `cloudkit-bench [--out FILE] [--label TEXT] [--idle SECS] [--resync SECS] [--probes K] [--kinds LIST] N...`
 //!
-//! The scale benchmark (issue 14), once per N: N Buckets created against the cluster in
+//! The scale benchmark (issue 14), once per N: N objects (Buckets; `--kinds all` or e.g.
+//! `--kinds bucket,queue` for a mix, made in turn) created against the cluster in
 //! KUBECONFIG and the S3 endpoint in CLOUDKIT_AWS_ENDPOINT, reconciled by the controller
 //! binary CLOUDKIT_BIN (build it with `--release` for figures worth comparing), then left
 //! quiet, probed with new objects, and deleted. Prints a markdown section and appends it to
@@ -10,10 +11,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use cloudkit_e2e::bench::{self, Figures, Options};
+use cloudkit_e2e::bench::{self, BenchKind, Figures, Options};
 
 fn usage() -> ! {
-    eprintln!("usage: cloudkit-bench [--out FILE] [--label TEXT] [--idle SECS] [--resync SECS] [--probes K] N...");
+    eprintln!(
+        "usage: cloudkit-bench [--out FILE] [--label TEXT] [--idle SECS] [--resync SECS] [--probes K] \
+         [--kinds all|bucket,queue,topic,table] N..."
+    );
     std::process::exit(2);
 }
 
@@ -39,12 +43,22 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem_gib:.0} GiB")
 }
 
+fn parse_kinds(text: &str) -> Vec<BenchKind> {
+    if text == "all" {
+        return BenchKind::ALL.to_vec();
+    }
+    text.split(',')
+        .map(|k| BenchKind::parse(k.trim()).unwrap_or_else(|| usage()))
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (mut out, mut label) = (None, String::new());
     let (mut idle, mut resync, mut probes) = (60u64, 60u64, 20usize);
     let mut sizes = Vec::new();
+    let mut kinds = vec![BenchKind::Bucket];
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = Some(args.next().unwrap_or_else(|| usage())),
@@ -52,6 +66,7 @@ async fn main() {
             "--idle" => idle = number(args.next()),
             "--resync" => resync = number(args.next()),
             "--probes" => probes = number(args.next()),
+            "--kinds" => kinds = parse_kinds(&args.next().unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
             n => sizes.push(number::<usize>(Some(n.to_owned()))),
         }
@@ -81,6 +96,7 @@ async fn main() {
         opts.idle = Duration::from_secs(idle);
         opts.resync = Duration::from_secs(resync);
         opts.probes = probes;
+        opts.kinds = kinds.clone();
         eprintln!("cloudkit-bench: N={n} …");
         let f = bench::run(&opts).await;
         println!("{}", f.row());
