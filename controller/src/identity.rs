@@ -35,10 +35,24 @@ pub fn recorded<K: ManagedKind>(obj: &K) -> Option<String> {
 /// Records `name` as this object's before the create call. The patch carries the
 /// resourceVersion the caller read: if the object has changed since (a cache behind the
 /// API, another writer), nothing is written and the caller decides again on a fresh copy.
-pub async fn record_before_create<K: ManagedKind>(api: &Api<K>, obj: &K, name: &str, now: &str) -> Result<(), Failure> {
+///
+/// `also`: more annotations for the same write (the managed keys, see shared_maps), so a
+/// new object costs one write fewer.
+pub async fn record_before_create<K: ManagedKind>(
+    api: &Api<K>,
+    obj: &K,
+    name: &str,
+    now: &str,
+    also: serde_json::Map<String, Value>,
+) -> Result<(), Failure> {
+    let mut annotations = serde_json::Map::new();
+    annotations.extend(also);
+    annotations.insert(EXTERNAL_NAME.to_owned(), json!(name));
+    annotations.insert(CREATE_PENDING.to_owned(), json!(now));
+    annotations.insert(CREATE_FAILED.to_owned(), Value::Null);
     let patch = json!({"metadata": {
         "resourceVersion": obj.resource_version(),
-        "annotations": {EXTERNAL_NAME: name, CREATE_PENDING: now, CREATE_FAILED: Value::Null},
+        "annotations": annotations,
     }});
     match api
         .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))

@@ -308,6 +308,8 @@ async fn sync<K: ManagedKind>(
     let applied_keys = shared_maps::applied(obj.annotations());
     let adopt = managed.external_name.is_some();
     let mut created = false;
+    // Whether this reconcile already wrote the managed keys (with the create's record).
+    let mut keys_recorded = false;
     let mut observed = backend.observe(name).await?;
     if let Some(found) = &observed {
         shared_maps::keep_foreign(&mut desired, &found.state, applied_keys.as_ref());
@@ -359,7 +361,10 @@ async fn sync<K: ManagedKind>(
     let vanished = decide::vanished(&decision, recorded.is_some() && identity::existed(obj), policy, name)?;
     if decision == Decision::Create {
         if recorded.is_none() {
-            identity::record_before_create(api, obj, name, &now()).await?;
+            // The keys are recorded as managed before the create applies them: a create
+            // that fails leaves a record of keys on nothing, which nothing reads.
+            identity::record_before_create(api, obj, name, &now(), shared_maps::annotations(&requested)).await?;
+            keys_recorded = true;
             let mut creating = status::next(
                 current.as_ref(),
                 obj.meta().generation,
@@ -510,7 +515,9 @@ async fn sync<K: ManagedKind>(
         info!(kind = %K::kind(&()), object = %key(obj), %note, "{reason}");
         publish(ctx, obj, EventType::Normal, reason, note).await;
     }
-    shared_maps::record(api, obj, &requested).await?;
+    if !keys_recorded {
+        shared_maps::record(api, obj, &requested).await?;
+    }
     if adopted {
         identity::adopted(api, obj, name, &now()).await?;
     } else if !created {

@@ -44,13 +44,21 @@ pub fn keep_foreign<S: SharedMaps>(desired: &mut S, observed: &S, applied: Optio
     });
 }
 
+/// The annotations recording `requested` as the managed keys (the legacy record removed).
+pub fn annotations(requested: &SharedKeys) -> serde_json::Map<String, serde_json::Value> {
+    let text = serde_json::to_string(requested).unwrap_or_else(|_| "{}".to_owned());
+    let mut map = serde_json::Map::new();
+    map.insert(ANNOTATION.to_owned(), json!(text));
+    map.insert(LEGACY_ANNOTATION.to_owned(), serde_json::Value::Null);
+    map
+}
+
 /// Records the managed keys when they differ from the record.
 pub async fn record<K: ManagedKind>(api: &Api<K>, obj: &K, requested: &SharedKeys) -> Result<(), Failure> {
     if applied(obj.annotations()).as_ref() == Some(requested) && !obj.annotations().contains_key(LEGACY_ANNOTATION) {
         return Ok(());
     }
-    let text = serde_json::to_string(requested).unwrap_or_else(|_| "{}".to_owned());
-    let patch = json!({"metadata": {"annotations": {ANNOTATION: text, LEGACY_ANNOTATION: null}}});
+    let patch = json!({"metadata": {"annotations": annotations(requested)}});
     api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map(|_| ())
