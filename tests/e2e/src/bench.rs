@@ -568,10 +568,7 @@ pub async fn run(opts: &Options) -> Figures {
         )
         .await
         .expect("ProviderConfig");
-    crate::eventually("controller metrics", || async {
-        std::net::TcpStream::connect(("127.0.0.1", h.metrics_port)).is_ok()
-    })
-    .await;
+    h.metrics_up().await;
 
     // The floor first, while the emulator holds none of the run's buckets.
     let (rate, latency) = emulator_rate(&h, opts.n.clamp(50, 500), opts.concurrency).await;

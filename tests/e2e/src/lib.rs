@@ -241,12 +241,37 @@ impl Harness {
 
     /// Reconciles of one kind the controller has run so far.
     pub async fn reconciles(&self, kind: &str) -> u64 {
+        self.metric(&format!("cloudkit_reconciles_total{{kind=\"{kind}\"}}"))
+            .await
+            .map_or(0, |n| n as u64)
+    }
+
+    /// One series the controller exports, named with its labels as `/metrics` prints them
+    /// (`cloudkit_reconciles_total{kind="Bucket"}`), or `None` when it has none.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
         let (_, body) = self.http_get("/metrics").await;
-        let prefix = format!("cloudkit_reconciles_total{{kind=\"{kind}\"}} ");
+        let prefix = format!("{series} ");
         body.lines()
             .find_map(|line| line.strip_prefix(prefix.as_str()))
             .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
+    }
+
+    /// Waits until the controller serves its metrics: it is up.
+    pub async fn metrics_up(&self) {
+        eventually("controller metrics", || async {
+            std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).is_ok()
+        })
+        .await;
+    }
+
+    /// The port of the shared moto the harness's endpoint names, for relays in front of it.
+    pub fn moto_port(&self) -> u16 {
+        self.endpoint
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the moto endpoint has a port")
     }
 
     /// An IAM role in the emulator, named after the namespace, for Lambda functions to run

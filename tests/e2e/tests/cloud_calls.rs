@@ -13,11 +13,7 @@ use serde_json::{Value, json};
 async fn measure<K: Managed>(test: &str, spec: impl AsyncFn(&Harness) -> Value) -> (u64, f64) {
     let h = Harness::new(test).await;
     let spec = spec(&h).await;
-    // The controller is up once it serves metrics.
-    cloudkit_e2e::eventually("controller metrics", || async {
-        std::net::TcpStream::connect(("127.0.0.1", h.metrics_port)).is_ok()
-    })
-    .await;
+    h.metrics_up().await;
     let before = h.cloud_call_total().await;
     let name = h.bucket_name("calls");
     h.apply::<K>(&name, spec).await;

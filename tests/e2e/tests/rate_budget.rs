@@ -18,18 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A metric with one `provider_config` label, or `None` when absent.
 async fn budget_metric(h: &Harness, metric: &str, config: &str) -> Option<f64> {
-    let (_, body) = h.http_get("/metrics").await;
-    let prefix = format!("{metric}{{provider_config=\"{}/{config}\"}} ", h.ns);
-    body.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn metrics_up(h: &Harness) {
-    eventually("controller metrics", || async {
-        std::net::TcpStream::connect(("127.0.0.1", h.metrics_port)).is_ok()
-    })
-    .await;
+    h.metric(&format!("{metric}{{provider_config=\"{}/{config}\"}}", h.ns))
+        .await
 }
 
 #[tokio::test]
@@ -42,7 +32,7 @@ async fn one_budget_per_provider_config_shared_by_every_kind() {
         json!({"rateLimit": {"requestsPerSecond": RATE, "burst": RATE}}),
     )
     .await;
-    metrics_up(&h).await;
+    h.metrics_up().await;
 
     // Two kinds on the limited ProviderConfig at once; the other ("default") has no objects
     // yet, so every request counted until they are Ready is the limited one's.
@@ -173,13 +163,7 @@ async fn slow_down(mut client: tokio::net::TcpStream, answered: Arc<AtomicUsize>
 async fn throttling_answers_slow_the_whole_budget_which_then_recovers() {
     const RATE: f64 = 20.0;
     let h = Harness::new("throttle").await;
-    let moto_port: u16 = h
-        .endpoint
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the moto endpoint has a port");
+    let moto_port = h.moto_port();
     let answered = Arc::new(AtomicUsize::new(0));
     let proxy = Proxy::start(moto_port, {
         let answered = answered.clone();
@@ -192,7 +176,7 @@ async fn throttling_answers_slow_the_whole_budget_which_then_recovers() {
         json!({"rateLimit": {"requestsPerSecond": RATE as u32}}),
     )
     .await;
-    metrics_up(&h).await;
+    h.metrics_up().await;
     let bucket = h.bucket_name("thr");
     let queue = format!("{}-q", h.ns);
     h.apply::<Bucket>(&bucket, json!({"providerConfigRef": {"name": "throttled"}}))

@@ -57,14 +57,7 @@ async fn slow_relay(upstream: u16) -> u16 {
 async fn a_new_object_does_not_queue_behind_resyncs() {
     let mut h = Harness::new("priority").await;
     h.kill_controller();
-    let moto_port: u16 = h
-        .endpoint
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the moto endpoint has a port");
-    let relay = slow_relay(moto_port).await;
+    let relay = slow_relay(h.moto_port()).await;
     // Made with rare resyncs, so that the fleet is Ready before the resyncs start to crowd.
     let endpoint = format!("http://127.0.0.1:{relay}");
     h.provider_config_with("slow", &endpoint, json!({"resyncInterval": "60s"}))

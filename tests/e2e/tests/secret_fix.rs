@@ -15,13 +15,12 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-async fn failures(h: &Harness, reason: &str) -> u64 {
-    let (_, body) = h.http_get("/metrics").await;
-    let prefix = format!("cloudkit_reconcile_failures_total{{kind=\"Bucket\",reason=\"{reason}\"}} ");
-    body.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+async fn failures(h: &Harness, reason: &str) -> f64 {
+    h.metric(&format!(
+        "cloudkit_reconcile_failures_total{{kind=\"Bucket\",reason=\"{reason}\"}}"
+    ))
+    .await
+    .unwrap_or(0.0)
 }
 
 async fn put_secret(h: &Harness, data: serde_json::Value) {
@@ -56,7 +55,7 @@ async fn a_fixed_secret_wakes_the_objects_that_failed_with_it() {
     // Right after the 7th failure: the next retry is 64 s or more away.
     let started = Instant::now();
     loop {
-        if failures(&h, "CredentialsInvalid").await >= 7 {
+        if failures(&h, "CredentialsInvalid").await >= 7.0 {
             break;
         }
         assert!(started.elapsed() < TIMEOUT * 2, "7 failures take at most 63 s");
