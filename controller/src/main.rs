@@ -19,6 +19,7 @@ mod reconcile;
 mod recovery;
 mod references;
 mod resync;
+mod secret_watch;
 mod shared_maps;
 mod status;
 
@@ -218,6 +219,17 @@ struct ControllerArgs {
     /// The Lease's name: replicas with the same name and namespace elect one leader.
     #[arg(long, env = "CLOUDKIT_LEASE_NAME", default_value = "cloudkit")]
     lease_name: String,
+    /// How credentials Secrets are read. `watch` (needs list and watch on Secrets): each
+    /// Secret a ProviderConfig names is watched by name, so an idle controller reads none and
+    /// a change is seen at once. `get` (get only): each is read again every 30 s.
+    #[arg(long, env = "CLOUDKIT_SECRET_ACCESS", value_enum, default_value_t = SecretAccess::Watch)]
+    secret_access: SecretAccess,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SecretAccess {
+    Watch,
+    Get,
 }
 
 impl ControllerArgs {
@@ -448,6 +460,7 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         controller: "cloudkit".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let secrets = Arc::new(provider::SecretCache::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         clouds: Clouds::new(
@@ -472,7 +485,12 @@ async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
         recovered: recovery::channel(),
         cluster: args.cluster_name.clone(),
         last_resolved: Default::default(),
-        secrets: Default::default(),
+        secret_watches: secret_watch::SecretWatches::new(
+            client.clone(),
+            secrets.clone(),
+            args.secret_access == SecretAccess::Watch,
+        ),
+        secrets,
     });
     metrics.watch_budgets(ctx.clouds.budgets.clone());
     metrics.set_ready();
@@ -561,7 +579,9 @@ async fn run_provider_configs(config_events: ConfigEvents, ctx: Arc<Context>) {
         return;
     }
     let configs = ctx.provider_configs.clone();
+    let secret_changes = ctx.secret_watches.changes(configs.clone());
     Controller::for_shared_stream(config_events, configs)
+        .reconcile_on(secret_changes)
         .shutdown_on_signal()
         .run(provider_config::reconcile, provider_config::error_policy, ctx)
         .for_each(|result| async {

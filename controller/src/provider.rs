@@ -64,48 +64,104 @@ impl LastResolved {
 /// How soon an object whose ProviderConfig or Secret is missing looks again.
 const RECHECK: Duration = Duration::from_secs(10);
 
-/// How long a cached credentials Secret is used without reading it again: a deleted or
-/// rotated Secret is seen within this (tests/e2e/tests/drift.rs deletes one and waits for
-/// CredentialsNotFound). One GET per Secret per 30 s, where there was one per reconcile.
-/// The ProviderConfig's own check also reads it afresh and refreshes the cache.
+/// How long a credentials Secret read by a GET is used without reading it again, where it
+/// cannot be watched (`--secret-access get`): a deleted or rotated Secret is seen within
+/// this (tests/e2e/tests/drift.rs deletes one and waits for CredentialsNotFound). One GET
+/// per Secret per 30 s, where there was one per reconcile.
 const SECRET_MAX_AGE: Duration = Duration::from_secs(30);
 
-/// Credentials Secrets as last read, by namespace and name. Without it every reconcile
-/// cost one Secret GET (two for a new object): 10,000 objects resyncing every 10 minutes
-/// were 17 GETs a second of the same Secret. The controller may not list or watch Secrets
-/// (the chart grants get only, so it cannot enumerate them), so instead of a watch entries
-/// expire, are refreshed by the ProviderConfig check, and are dropped for a namespace
-/// whenever a reconcile there fails: a rotated key that the cloud refuses is read again at
-/// the retry.
+/// Credentials Secrets, by namespace and name. Without it every reconcile cost one Secret
+/// GET (two for a new object): 10,000 objects resyncing every 10 minutes were 17 GETs a
+/// second of the same Secret. A watched Secret's entry is kept current by its watch
+/// (secret_watch.rs) and never expires; one read by a GET expires, is refreshed by the
+/// ProviderConfig check, and is dropped for a namespace whenever a reconcile there fails, so
+/// a rotated key that the cloud refuses is read again at the retry.
 #[derive(Default)]
 pub struct SecretCache(Mutex<HashMap<(String, String), CachedSecret>>);
 
-/// A Secret and when it was read.
-type CachedSecret = (std::time::Instant, Arc<Secret>);
+enum CachedSecret {
+    /// Read by a GET at this instant.
+    Read(std::time::Instant, Arc<Secret>),
+    /// As its watch last saw it: `None` while it does not exist.
+    Watched(Option<Arc<Secret>>),
+}
+
+/// What the cache knows of a Secret.
+enum Lookup {
+    Found(Arc<Secret>),
+    /// Its watch says it does not exist.
+    Missing,
+    /// Not known, or too old: read it.
+    Unknown,
+}
 
 impl SecretCache {
-    fn get(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (at, secret) = map.get(&(namespace.to_owned(), name.to_owned()))?;
-        (at.elapsed() < SECRET_MAX_AGE).then(|| secret.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), CachedSecret>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// `fresh`: an entry read by a GET is not good enough (a watched one always is).
+    fn lookup(&self, namespace: &str, name: &str, fresh: bool) -> Lookup {
+        match self.lock().get(&(namespace.to_owned(), name.to_owned())) {
+            Some(CachedSecret::Watched(Some(secret))) => Lookup::Found(secret.clone()),
+            Some(CachedSecret::Watched(None)) => Lookup::Missing,
+            Some(CachedSecret::Read(at, secret)) if !fresh && at.elapsed() < SECRET_MAX_AGE => {
+                Lookup::Found(secret.clone())
+            }
+            _ => Lookup::Unknown,
+        }
+    }
+
+    /// Keeps what a GET read, unless a watch keeps the entry (it knows better).
     fn put(&self, namespace: &str, name: &str, secret: Arc<Secret>) {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.insert(
-            (namespace.to_owned(), name.to_owned()),
-            (std::time::Instant::now(), secret),
-        );
+        let mut map = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        if !matches!(map.get(&key), Some(CachedSecret::Watched(_))) {
+            map.insert(key, CachedSecret::Read(std::time::Instant::now(), secret));
+        }
     }
 
-    /// Forgets a namespace's Secrets: the next reconcile there reads them again.
+    /// What the Secret's watch sees now. Returns whether that differs from what was known
+    /// (nothing known counts as different: the ProviderConfig is checked once more).
+    pub fn watched(&self, namespace: &str, name: &str, secret: Option<Arc<Secret>>) -> bool {
+        let mut map = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        let before = match map.get(&key) {
+            Some(CachedSecret::Watched(s)) => Some(s.as_ref().map(|s| &s.data)),
+            _ => None,
+        };
+        let changed = before != Some(secret.as_ref().map(|s| &s.data));
+        map.insert(key, CachedSecret::Watched(secret));
+        changed
+    }
+
+    /// The Secret's watch stopped (failed, refused, or no longer wanted): its entry is
+    /// dropped and the next reconcile reads the Secret with a GET.
+    pub fn unwatch(&self, namespace: &str, name: &str) {
+        let mut map = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        if matches!(map.get(&key), Some(CachedSecret::Watched(_))) {
+            map.remove(&key);
+        }
+    }
+
+    /// Whether a watch keeps this Secret's entry current.
+    pub fn is_watched(&self, namespace: &str, name: &str) -> bool {
+        matches!(
+            self.lock().get(&(namespace.to_owned(), name.to_owned())),
+            Some(CachedSecret::Watched(_))
+        )
+    }
+
+    /// Forgets a namespace's Secrets read by GETs: the next reconcile there reads them again.
     pub fn forget_namespace(&self, namespace: &str) {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|(ns, _), _| ns != namespace);
+        self.lock()
+            .retain(|(ns, _), entry| ns != namespace || matches!(entry, CachedSecret::Watched(_)));
     }
 }
 
-/// Where `from_config` reads a Secret: through the cache, or afresh (refreshing it).
+/// Where `from_config` reads a Secret: through the cache, or afresh (refreshing it) unless
+/// a watch keeps it current.
 #[derive(Clone, Copy)]
 pub enum SecretRead<'a> {
     Cached(&'a SecretCache),
@@ -264,31 +320,36 @@ async fn read_secret(
     secret: &str,
     config: &str,
 ) -> Result<Arc<Secret>, Failure> {
-    if let SecretRead::Cached(cache) = cache
-        && let Some(found) = cache.get(namespace, secret)
-    {
-        return Ok(found);
-    }
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(secret).await {
-        Ok(Some(mut s)) => {
-            // Only `data` is read; the rest is not worth keeping.
-            s.metadata = Default::default();
-            s.string_data = None;
-            let s = Arc::new(s);
-            if let SecretRead::Cached(cache) | SecretRead::Fresh(cache) = cache {
-                cache.put(namespace, secret, s.clone());
-            }
-            Ok(s)
-        }
+    let not_found = || {
         // Not yet, perhaps: External Secrets and the like create it a moment later.
-        Ok(None) => Err(Failure::waiting(
+        Failure::waiting(
             Reason::CredentialsNotFound,
             format!(
                 "Secret '{secret}' named by ProviderConfig '{config}' not found in namespace '{namespace}': create it"
             ),
             RECHECK,
-        )),
+        )
+    };
+    let lookup = match cache {
+        SecretRead::Cached(cache) => cache.lookup(namespace, secret, false),
+        SecretRead::Fresh(cache) => cache.lookup(namespace, secret, true),
+        SecretRead::Uncached => Lookup::Unknown,
+    };
+    match lookup {
+        Lookup::Found(found) => return Ok(found),
+        Lookup::Missing => return Err(not_found()),
+        Lookup::Unknown => {}
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(secret).await {
+        Ok(Some(s)) => {
+            let s = crate::secret_watch::lighten(s);
+            if let SecretRead::Cached(cache) | SecretRead::Fresh(cache) = cache {
+                cache.put(namespace, secret, s.clone());
+            }
+            Ok(s)
+        }
+        Ok(None) => Err(not_found()),
         Err(e) => Err(Failure::Retrying {
             reason: Reason::KubernetesError,
             message: format!("reading Secret '{secret}': {e}"),
@@ -449,6 +510,50 @@ mod tests {
             data: Some(data),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_watched_secret_is_used_as_the_watch_saw_it_and_read_ones_expire() {
+        let cache = SecretCache::default();
+        let found = |l: Lookup| match l {
+            Lookup::Found(s) => Some(s.data.clone()),
+            _ => None,
+        };
+        cache.put("ns", "aws", Arc::new(secret(&[("k", "read")])));
+        assert!(found(cache.lookup("ns", "aws", false)).is_some(), "a fresh GET is used");
+        assert!(
+            matches!(cache.lookup("ns", "aws", true), Lookup::Unknown),
+            "not when asked afresh"
+        );
+        // The watch takes over: what it sees is what counts, even when asked afresh.
+        assert!(cache.watched("ns", "aws", Some(Arc::new(secret(&[("k", "v1")])))));
+        assert!(
+            !cache.watched("ns", "aws", Some(Arc::new(secret(&[("k", "v1")])))),
+            "no change"
+        );
+        assert_eq!(
+            found(cache.lookup("ns", "aws", true)),
+            Some(secret(&[("k", "v1")]).data)
+        );
+        // A GET does not overwrite it, and a failed reconcile does not drop it.
+        cache.put("ns", "aws", Arc::new(secret(&[("k", "stale")])));
+        cache.forget_namespace("ns");
+        assert_eq!(
+            found(cache.lookup("ns", "aws", false)),
+            Some(secret(&[("k", "v1")]).data)
+        );
+        assert!(cache.is_watched("ns", "aws"));
+        // Deleted: known missing, with no GET.
+        assert!(cache.watched("ns", "aws", None));
+        assert!(matches!(cache.lookup("ns", "aws", false), Lookup::Missing));
+        // The watch stops: read again.
+        cache.unwatch("ns", "aws");
+        assert!(matches!(cache.lookup("ns", "aws", false), Lookup::Unknown));
+        assert!(!cache.is_watched("ns", "aws"));
+        // Read entries of a namespace with a failure are dropped.
+        cache.put("ns", "azure", Arc::new(secret(&[("k", "read")])));
+        cache.forget_namespace("ns");
+        assert!(matches!(cache.lookup("ns", "azure", false), Lookup::Unknown));
     }
 
     #[test]

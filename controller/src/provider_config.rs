@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudkit_crds::ProviderConfig;
-use cloudkit_crds::provider_config::{CredentialsSource, ProviderConfigStatus};
+use cloudkit_crds::provider_config::ProviderConfigStatus;
 use cloudkit_crds::reason::Reason;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -18,6 +18,7 @@ use crate::error::{Error, Failure};
 use crate::provider;
 use crate::reconcile::{Context, apply_status, now, publish};
 use crate::recovery::{Cause, Recovered};
+use crate::secret_watch;
 use crate::status;
 
 /// Held while any object in the namespace names the ProviderConfig.
@@ -58,7 +59,10 @@ pub fn error_policy(config: Arc<ProviderConfig>, err: &Error, ctx: Arc<Context>)
 
 /// Validates the settings and the credentials, and says so in status.
 async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context) -> Result<Action, Error> {
-    // Afresh: this check is what keeps the Secret cache from going stale.
+    // Each check runs after a ProviderConfig appeared or its spec changed: the moment the
+    // set of Secrets to watch may have changed.
+    ctx.secret_watches.sync(&ctx.provider_configs, None);
+    // Afresh unless watched: this check is what keeps a Secret read by GETs from going stale.
     let result = provider::from_config(
         &ctx.client,
         config,
@@ -82,16 +86,18 @@ async fn check(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Context
     let failure = result.as_ref().err();
     write_status(api, config, ctx, failure).await?;
     let key = key(config);
-    // A Secret is not watched (the chart grants get only): while objects using it fail, it
-    // is read again every 30 s, so that a fixed or rotated one reaches them at once. When
+    // A Secret read by GETs (not watched: `--secret-access get`, or its watch not running)
+    // is read again every 30 s while objects using it fail, so that a fixed or rotated one
+    // reaches them at once. A watched one wakes this check itself when it changes; and when
     // all are Ready nobody waits for it, and an idle controller makes no request.
     let namespace = config.namespace().unwrap_or_default();
-    let recheck = match config.spec.credentials.source {
-        CredentialsSource::Secret
-            if failure.is_some()
-                || ctx
-                    .stores
-                    .provider_config_has_failing_users(&namespace, &config.name_any()) =>
+    let recheck = match secret_watch::named_secret(config) {
+        Some((ns, secret))
+            if !ctx.secrets.is_watched(&ns, &secret)
+                && (failure.is_some()
+                    || ctx
+                        .stores
+                        .provider_config_has_failing_users(&namespace, &config.name_any())) =>
         {
             SECRET_RECHECK
         }
@@ -117,6 +123,7 @@ async fn release(api: &Api<ProviderConfig>, config: &ProviderConfig, ctx: &Conte
         // Its clients and request budget go with it, so those caches hold only live ones.
         let namespace = config.namespace().unwrap_or_default();
         ctx.clouds.forget(&format!("{namespace}/{}", config.name_any()));
+        ctx.secret_watches.sync(&ctx.provider_configs, Some(config));
         return Ok(Action::await_change());
     }
     let failure = Failure::waiting(

@@ -56,8 +56,10 @@ pub struct Context {
     pub ambient: provider::Ambient,
     /// What each ProviderConfig resolved to last, for cleanup after its Secret is gone.
     pub last_resolved: provider::LastResolved,
-    /// Credentials Secrets as last read (provider::SecretCache).
-    pub secrets: provider::SecretCache,
+    /// Credentials Secrets as last read or watched (provider::SecretCache).
+    pub secrets: Arc<provider::SecretCache>,
+    /// The watches that keep `secrets` current.
+    pub secret_watches: crate::secret_watch::SecretWatches,
     /// This cluster's name in owner tags (`--cluster-name`).
     pub cluster: String,
     /// Told when a cloud answers an object that it had not answered before.

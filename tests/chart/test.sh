@@ -267,6 +267,25 @@ check "default: args run 'controller'"         has "$DEF" '^ +- controller$'
 check "default: owner tags name the cluster default (--cluster-name=default)" has "$DEF" '^ +- --cluster-name=default$'
 check "clusterName=prod-eu renders --cluster-name=prod-eu" bash -c \
   "'$HELM' template ck '$CHART' --set controller.clusterName=prod-eu | grep -Eq -- '^ +- --cluster-name=prod-eu\$'"
+check "default: credentials Secrets watched (--secret-access=watch)" has "$DEF" '^ +- --secret-access=watch$'
+# secret_verbs_are FILE VERBS: the ClusterRole's verbs on secrets, sorted, are VERBS
+secret_verbs_are() {
+  python3 - "$1" "$2" <<'PY'
+import sys, yaml
+rules = [r for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ClusterRole" for r in d["rules"]]
+verbs = " ".join(sorted({v for r in rules if "secrets" in r["resources"] for v in r["verbs"]}))
+assert verbs == sys.argv[2], verbs
+PY
+}
+"$HELM" template ck "$CHART" --set controller.secretAccess=get >"$TMP/get.yaml" 2>"$TMP/err" || true
+check "secretAccess=get renders --secret-access=get" has "$TMP/get.yaml" '^ +- --secret-access=get$'
+if python3 -c 'import yaml' >/dev/null 2>&1; then
+  check "default: secrets get, list, watch (and create, patch, delete for connection Secrets)" \
+    secret_verbs_are "$DEF" "create delete get list patch watch"
+  check "secretAccess=get: no list or watch on secrets" secret_verbs_are "$TMP/get.yaml" "create delete get patch"
+fi
+check "secretAccess=list is refused with a message" bash -c \
+  "! '$HELM' template ck '$CHART' --set controller.secretAccess=list >/dev/null 2>'$TMP/sa.err' && grep -q 'secretAccess' '$TMP/sa.err'"
 check "default: ambient credentials everywhere (--ambient-credentials-namespaces=*)" has "$DEF" '^ +- --ambient-credentials-namespaces=\*$'
 check "ambientCredentialsNamespaces={cloudkit-system,platform} renders one flag" bash -c \
   "'$HELM' template ck '$CHART' --set 'controller.ambientCredentialsNamespaces={cloudkit-system,platform}' | grep -Eq -- '^ +- --ambient-credentials-namespaces=cloudkit-system,platform\$'"
@@ -320,7 +339,7 @@ want = set()
 for k in kinds:
     want |= {("cloudkit.dev", k, v) for v in ["get", "list", "watch", "patch"]}
     want.add(("cloudkit.dev", k + "/status", "patch"))
-want |= {("", "secrets", v) for v in ["get", "create", "patch", "delete"]}
+want |= {("", "secrets", v) for v in ["get", "create", "patch", "delete", "list", "watch"]}
 want |= {("events.k8s.io", "events", v) for v in ["create", "patch"]}
 assert granted == want, f"extra: {sorted(granted - want)}; missing: {sorted(want - granted)}"
 assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in rules)
@@ -585,7 +604,7 @@ JSON
     rbac_on=0
   else
     rbac_on=1
-    check "SA may not list secrets"      denied list "" secrets ""
+    check "SA may watch secrets (controller.secretAccess=watch, the default)" allowed watch "" secrets ""
     check "SA may not delete buckets"    denied delete cloudkit.dev buckets ""
     check "SA may not update buckets (patch only)" denied update cloudkit.dev buckets ""
     check "SA may not use leases"        denied update coordination.k8s.io leases ""
@@ -596,15 +615,18 @@ JSON
   cannot_i() { ! $K auth can-i "$@" >/dev/null 2>&1; }
   # Exactly the rights the chart grants, as the apiserver reports them (resource
   # rows of `can-i --list`; the two self-review rows every user has).
+  # want_list ACCESS: watch (the default) or get (controller.secretAccess=get).
   want_list() {
-    printf '%s\n' "events.events.k8s.io [create patch]" "secrets [create delete get patch]" \
+    local secrets="secrets [create delete get list patch watch]"
+    [ "$1" = get ] && secrets="secrets [create delete get patch]"
+    printf '%s\n' "events.events.k8s.io [create patch]" "$secrets" \
       "selfsubjectaccessreviews.authorization.k8s.io [create]" "selfsubjectrulesreviews.authorization.k8s.io [create]"
     for r in buckets functions providerconfigs queues tables topics; do
       echo "$r.cloudkit.dev [get list patch watch]"
       echo "$r.cloudkit.dev/status [patch]"
     done
   }
-  # rights_are SA NS: the resource rows of can-i --list equal want_list
+  # rights_are SA NS ACCESS: the resource rows of can-i --list equal want_list ACCESS
   rights_are() {
     $K auth can-i --list --as="$1" -n "$2" >"$TMP/canlist.txt" 2>&1 || return 1
     awk 'NR > 1 && $1 !~ /^\[/ { v = ""; for (i = 4; i <= NF; i++) v = v (v ? " " : "") $i; print $1, v }' "$TMP/canlist.txt" \
@@ -612,14 +634,12 @@ JSON
 for l in sys.stdin:
     res, verbs = l.split(" ", 1)
     print(res, "[" + " ".join(sorted(verbs.strip()[1:-1].split())) + "]")' | sort -u >"$TMP/got.txt"
-    want_list | sort -u >"$TMP/want.txt"
+    want_list "$3" | sort -u >"$TMP/want.txt"
     diff "$TMP/want.txt" "$TMP/got.txt"
   }
   if [ "$rbac_on" = 1 ]; then
-    check "SA's rights (can-i --list) are exactly the chart's rules" rights_are "$SA" "$NS"
+    check "SA's rights (can-i --list) are exactly the chart's rules" rights_are "$SA" "$NS" watch
     check "SA cannot delete namespaces"            cannot_i delete namespaces --as="$SA"
-    check "SA cannot list secrets in any namespace" cannot_i list secrets --all-namespaces --as="$SA"
-    check "SA cannot watch secrets"                cannot_i watch secrets -n "$NS" --as="$SA"
     check "SA cannot create deployments"           cannot_i create deployments.apps -n "$NS" --as="$SA"
     check "SA cannot patch deployments"            cannot_i patch deployments.apps -n "$NS" --as="$SA"
     check "SA cannot delete deployments"           cannot_i delete deployments.apps -n "$NS" --as="$SA"
@@ -636,7 +656,7 @@ for l in sys.stdin:
   RELEASE_NS="cktn$$"
   FULLN="$RELEASE_NS-cloudkit"
   SAN="system:serviceaccount:$NS:$FULLN"
-  if "$HELM" install "$RELEASE_NS" "$CHART" -n "$NS" --set watchNamespace="$NS" --skip-crds --timeout 2m >"$TMP/install2.out" 2>&1; then
+  if "$HELM" install "$RELEASE_NS" "$CHART" -n "$NS" --set watchNamespace="$NS" --set controller.secretAccess=get --skip-crds --timeout 2m >"$TMP/install2.out" 2>&1; then
     pass "helm install $RELEASE_NS with watchNamespace=$NS"
   else
     fail "helm install $RELEASE_NS with watchNamespace=$NS"; sed 's/^/       /' "$TMP/install2.out" | tail -n 20
@@ -645,8 +665,10 @@ for l in sys.stdin:
   check "installed (ns mode): RoleBinding $FULLN" $K -n "$NS" get rolebinding "$FULLN"
   check "installed (ns mode): no ClusterRole $FULLN" bash -c "! $K get clusterrole '$FULLN' >/dev/null 2>&1"
   if [ "$rbac_on" = 1 ]; then
-    check "ns-mode SA's rights in $NS are exactly the chart's rules" rights_are "$SAN" "$NS"
+    check "ns-mode SA's rights in $NS are exactly the chart's rules" rights_are "$SAN" "$NS" get
     check "ns-mode SA cannot get secrets in kube-system" cannot_i get secrets -n kube-system --as="$SAN"
+    check "ns-mode SA (secretAccess=get) cannot list secrets" cannot_i list secrets -n "$NS" --as="$SAN"
+    check "ns-mode SA (secretAccess=get) cannot watch secrets" cannot_i watch secrets -n "$NS" --as="$SAN"
     check "ns-mode SA cannot list buckets in all namespaces" cannot_i list buckets.cloudkit.dev --all-namespaces --as="$SAN"
     check "ns-mode SA has no rights in default"     bash -c "! $K auth can-i get buckets.cloudkit.dev -n default --as='$SAN' >/dev/null 2>&1"
   fi
@@ -676,9 +698,10 @@ spec:
   endpoint: $endpoint
   credentials: {source: Secret, secretRef: {name: aws-credentials}}
 YAML
-    # run_as LABEL SA: one controller run as SA, one Bucket through its life.
+    # run_as LABEL SA ACCESS: one controller run as SA (--secret-access ACCESS, as its
+    # release renders it), one Bucket through its life.
     run_as() {
-      local label="$1" user="$2" cfg="$TMP/kubeconfig-$1" log="$TMP/controller-$1.log"
+      local label="$1" user="$2" access="$3" cfg="$TMP/kubeconfig-$1" log="$TMP/controller-$1.log"
       local bucket="ck-rbac-$1-$$-$RANDOM" secret
       secret="$bucket-conn"
       kubectl config view --raw --minify --flatten -o json \
@@ -686,12 +709,13 @@ YAML
 c = json.load(sys.stdin)
 c["users"][0]["user"]["as"] = sys.argv[1]
 print(json.dumps(c))' "$user" >"$cfg"
-      check "$label: the kubeconfig copy acts as $user (list secrets is Forbidden)" \
-        bash -c "! KUBECONFIG='$cfg' kubectl -n '$NS' get secrets >'$TMP/imp.out' 2>&1 && grep -q 'Forbidden' '$TMP/imp.out' && grep -q '$user' '$TMP/imp.out'"
+      check "$label: the kubeconfig copy acts as $user (get configmaps is Forbidden)" \
+        bash -c "! KUBECONFIG='$cfg' kubectl -n '$NS' get configmaps >'$TMP/imp.out' 2>&1 && grep -q 'Forbidden' '$TMP/imp.out' && grep -q '$user' '$TMP/imp.out'"
       # Credentials come from the ProviderConfig's Secret, not this shell.
       env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
         KUBECONFIG="$cfg" RUST_LOG=info \
-        "$BIN" controller --namespace="$NS" --metrics-addr=127.0.0.1:0 --log-format=json >"$log" 2>&1 &
+        "$BIN" controller --namespace="$NS" --metrics-addr=127.0.0.1:0 --log-format=json \
+        --secret-access="$access" >"$log" 2>&1 &
       CONTROLLER_PID=$!
       $K apply -f - >/dev/null 2>"$TMP/b.err" <<YAML || { fail "$label: apply Bucket"; sed 's/^/       /' "$TMP/b.err"; }
 apiVersion: cloudkit.dev/v1alpha1
@@ -724,8 +748,8 @@ YAML
       check "$label: controller log has no errors" bash -c "! grep -q '\"level\":\"ERROR\"' '$log'"
       if grep -Eiq '403|forbidden|"level":"ERROR"' "$log"; then grep -Ei '403|forbidden|"level":"ERROR"' "$log" | head -n 5 | cut -c1-300 | sed 's/^/       /'; fi
     }
-    run_as cluster "$SA"
-    run_as nsmode "$SAN"
+    run_as cluster "$SA" watch
+    run_as nsmode "$SAN" get
   fi
 
   check "helm uninstall $RELEASE_NS" "$HELM" uninstall "$RELEASE_NS" -n "$NS" --timeout 2m

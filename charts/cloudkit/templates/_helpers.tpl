@@ -124,6 +124,10 @@ only when leader election is on.
     - create
     - patch
     - delete
+    {{- if eq (include "cloudkit.secretAccess" .) "watch" }}
+    - list
+    - watch
+    {{- end }}
 - apiGroups:
     - events.k8s.io
   resources:
@@ -164,4 +168,15 @@ and takes, renews and gives it up with server-side apply patches.
     - get
     - create
     - patch
+{{- end }}
+
+{{/*
+How the controller reads credentials Secrets: watch (list and watch granted) or get.
+*/}}
+{{- define "cloudkit.secretAccess" -}}
+{{- $access := .Values.controller.secretAccess | default "watch" -}}
+{{- if not (has $access (list "watch" "get")) -}}
+{{- fail (printf "controller.secretAccess=%s: use watch (list and watch on Secrets; an idle controller reads none) or get (get only; each credentials Secret is read again every 30 s)" $access) -}}
+{{- end -}}
+{{- $access -}}
 {{- end }}
