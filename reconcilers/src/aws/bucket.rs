@@ -27,20 +27,8 @@ pub struct S3Bucket {
 
 impl S3Bucket {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
-        let sdk = clients.sdk_config(ctx).await;
-        let mut config = aws_sdk_s3::config::Builder::from(&sdk).interceptor(clients.counter());
-        if ctx.endpoint.is_some() {
-            // Emulators and S3-compatible stores are addressed by path: virtual-host names
-            // such as `bucket.127.0.0.1` do not resolve.
-            config = config.force_path_style(true);
-        }
-        if ctx.aws.request_checksum_calculation == cloudkit_crds::provider_config::ChecksumMode::WhenRequired {
-            config = config
-                .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-                .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
-        }
         Self {
-            client: Client::from_conf(config.build()),
+            client: clients.s3(ctx).await,
             region: ctx.region.clone(),
             endpoint: ctx.endpoint.clone(),
         }

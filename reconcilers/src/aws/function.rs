@@ -36,15 +36,9 @@ type SdkError<E> = aws_sdk_lambda::error::SdkError<E, aws_sdk_lambda::config::ht
 
 impl LambdaFunction {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
-        let sdk = clients.sdk_config(ctx).await;
-        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).interceptor(clients.counter());
-        if ctx.endpoint.is_some() {
-            // Emulators and S3-compatible stores are addressed by path.
-            s3 = s3.force_path_style(true);
-        }
         Self {
-            client: clients.lambda(&sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            client: clients.lambda(ctx).await,
+            s3: clients.s3(ctx).await,
         }
     }
 

@@ -57,10 +57,13 @@ const RETRYABLE_CODES: &[&str] = &[
     "OperationAborted",
 ];
 
-/// One HTTP client and one SDK configuration per ProviderConfig, reused by every reconcile.
+/// One HTTP client, and one SDK configuration and set of service clients per
+/// ProviderConfig, reused by every reconcile. A service client built per reconcile cost
+/// more CPU than the reconcile's own calls: each `from_conf` builds and validates a TLS
+/// connector, parsing every root certificate (docs/bench/scale.md, "CPU per resync").
 pub struct Clients {
     http: SharedHttpClient,
-    configs: Mutex<HashMap<String, (ProviderContext, SdkConfig)>>,
+    configs: Mutex<HashMap<String, PerConfig>>,
     calls: CountCalls,
     budgets: std::sync::Arc<RateBudgets>,
     pub(crate) sns_memory: std::sync::Arc<topic::SnsMemory>,
@@ -91,6 +94,17 @@ impl HttpClient for Budgeted {
     ) -> Result<(), BoxError> {
         self.http.validate_base_client_config(runtime_components, cfg)
     }
+}
+
+/// What is kept for one ProviderConfig, as of the settings in `seen`: a change replaces it.
+struct PerConfig {
+    seen: ProviderContext,
+    sdk: SdkConfig,
+    s3: Option<aws_sdk_s3::Client>,
+    sqs: Option<aws_sdk_sqs::Client>,
+    sns: Option<aws_sdk_sns::Client>,
+    lambda: Option<aws_sdk_lambda::Client>,
+    dynamodb: Option<aws_sdk_dynamodb::Client>,
 }
 
 #[derive(Debug)]
@@ -176,44 +190,112 @@ impl Clients {
         self.calls.clone()
     }
 
-    pub(crate) fn sqs(&self, sdk: &SdkConfig) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(sdk)
-                .interceptor(self.counter())
-                .build(),
+    /// The S3 client for a ProviderContext (path-style addressing on a custom endpoint, and
+    /// its checksum mode).
+    pub(crate) async fn s3(&self, ctx: &ProviderContext) -> aws_sdk_s3::Client {
+        self.client(
+            ctx,
+            |c| &mut c.s3,
+            |sdk| {
+                let mut config = aws_sdk_s3::config::Builder::from(sdk).interceptor(self.counter());
+                if ctx.endpoint.is_some() {
+                    // Emulators and S3-compatible stores are addressed by path: virtual-host
+                    // names such as `bucket.127.0.0.1` do not resolve.
+                    config = config.force_path_style(true);
+                }
+                if ctx.aws.request_checksum_calculation == cloudkit_crds::provider_config::ChecksumMode::WhenRequired {
+                    config = config
+                        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+                        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+                }
+                aws_sdk_s3::Client::from_conf(config.build())
+            },
         )
+        .await
     }
 
-    pub(crate) fn sns(&self, sdk: &SdkConfig) -> aws_sdk_sns::Client {
-        aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(sdk)
-                .interceptor(self.counter())
-                .build(),
+    pub(crate) async fn sqs(&self, ctx: &ProviderContext) -> aws_sdk_sqs::Client {
+        self.client(
+            ctx,
+            |c| &mut c.sqs,
+            |sdk| {
+                aws_sdk_sqs::Client::from_conf(
+                    aws_sdk_sqs::config::Builder::from(sdk)
+                        .interceptor(self.counter())
+                        .build(),
+                )
+            },
         )
+        .await
     }
 
-    pub(crate) fn lambda(&self, sdk: &SdkConfig) -> aws_sdk_lambda::Client {
-        aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::config::Builder::from(sdk)
-                .interceptor(self.counter())
-                .build(),
+    pub(crate) async fn sns(&self, ctx: &ProviderContext) -> aws_sdk_sns::Client {
+        self.client(
+            ctx,
+            |c| &mut c.sns,
+            |sdk| {
+                aws_sdk_sns::Client::from_conf(
+                    aws_sdk_sns::config::Builder::from(sdk)
+                        .interceptor(self.counter())
+                        .build(),
+                )
+            },
         )
+        .await
     }
 
-    pub(crate) fn dynamodb(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(sdk)
-                .interceptor(self.counter())
-                .build(),
+    pub(crate) async fn lambda(&self, ctx: &ProviderContext) -> aws_sdk_lambda::Client {
+        self.client(
+            ctx,
+            |c| &mut c.lambda,
+            |sdk| {
+                aws_sdk_lambda::Client::from_conf(
+                    aws_sdk_lambda::config::Builder::from(sdk)
+                        .interceptor(self.counter())
+                        .build(),
+                )
+            },
         )
+        .await
+    }
+
+    pub(crate) async fn dynamodb(&self, ctx: &ProviderContext) -> aws_sdk_dynamodb::Client {
+        self.client(
+            ctx,
+            |c| &mut c.dynamodb,
+            |sdk| {
+                aws_sdk_dynamodb::Client::from_conf(
+                    aws_sdk_dynamodb::config::Builder::from(sdk)
+                        .interceptor(self.counter())
+                        .build(),
+                )
+            },
+        )
+        .await
+    }
+
+    /// A service client kept in `slot` of the ProviderConfig's entry, built on first use.
+    async fn client<C: Clone>(
+        &self,
+        ctx: &ProviderContext,
+        slot: fn(&mut PerConfig) -> &mut Option<C>,
+        build: impl FnOnce(&SdkConfig) -> C,
+    ) -> C {
+        let sdk = self.sdk_config(ctx).await;
+        let mut configs = self.lock();
+        match configs.get_mut(&ctx.key) {
+            Some(entry) if entry.seen == *ctx => slot(entry).get_or_insert_with(|| build(&sdk)).clone(),
+            // Replaced by other settings in the meantime: this reconcile's own, not kept.
+            _ => build(&sdk),
+        }
     }
 
     /// The SDK configuration for a ProviderContext, built once per version of its settings.
     pub async fn sdk_config(&self, ctx: &ProviderContext) -> SdkConfig {
-        if let Some((seen, config)) = self.lock().get(&ctx.key)
-            && seen == ctx
+        if let Some(entry) = self.lock().get(&ctx.key)
+            && entry.seen == *ctx
         {
-            return config.clone();
+            return entry.sdk.clone();
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(ctx.region.clone()))
@@ -247,16 +329,27 @@ impl Clients {
             loader = loader.credentials_provider(creds);
         }
         let config = loader.load().await;
-        self.lock().insert(ctx.key.clone(), (ctx.clone(), config.clone()));
+        self.lock().insert(
+            ctx.key.clone(),
+            PerConfig {
+                seen: ctx.clone(),
+                sdk: config.clone(),
+                s3: None,
+                sqs: None,
+                sns: None,
+                lambda: None,
+                dynamodb: None,
+            },
+        );
         config
     }
 
-    /// Drops a deleted ProviderConfig's SDK configuration.
+    /// Drops a deleted ProviderConfig's SDK configuration and clients.
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProviderContext, SdkConfig)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PerConfig>> {
         // A panic while holding the lock leaves only a cache behind; keep using it.
         self.configs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

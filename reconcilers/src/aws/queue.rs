@@ -18,9 +18,8 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
-        let sdk = clients.sdk_config(ctx).await;
         Self {
-            client: clients.sqs(&sdk),
+            client: clients.sqs(ctx).await,
         }
     }
 

@@ -33,9 +33,8 @@ pub struct DynamoTable {
 
 impl DynamoTable {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
-        let sdk = clients.sdk_config(ctx).await;
         Self {
-            client: clients.dynamodb(&sdk),
+            client: clients.dynamodb(ctx).await,
         }
     }
 

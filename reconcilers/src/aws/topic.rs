@@ -253,11 +253,10 @@ pub struct SnsTopic {
 
 impl SnsTopic {
     pub async fn new(clients: &Clients, ctx: &ProviderContext) -> Self {
-        let sdk = clients.sdk_config(ctx).await;
         Self {
-            sns: clients.sns(&sdk),
-            sqs: clients.sqs(&sdk),
-            lambda: clients.lambda(&sdk),
+            sns: clients.sns(ctx).await,
+            sqs: clients.sqs(ctx).await,
+            lambda: clients.lambda(ctx).await,
             ctx: ctx.clone(),
             memory: clients.sns_memory.clone(),
         }
