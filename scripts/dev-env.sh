@@ -518,7 +518,9 @@ cmd_up() {
     ensure_gcs_emulator
     ensure_pki
 
-    ensure_daemon etcd "etcd --name cloudkit" "$ETCD_PORT" 30 etcd_healthy \
+    # 120 s: after the 10,000-object benchmarks its data holds ~650 MB, which took etcd
+    # over 30 s to load on a 2-core machine (a fresh one starts in a second).
+    ensure_daemon etcd "etcd --name cloudkit" "$ETCD_PORT" 120 etcd_healthy \
         etcd --name cloudkit --data-dir "$ETCD_DATA" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
