@@ -71,8 +71,7 @@ pub struct Clients {
 
 /// The shared HTTP client, drawing on one ProviderConfig's request budget: every attempt the
 /// SDK sends (retries included, whichever service) spends a token, and a throttling answer
-/// slows the budget down. Throttling that only the body of a 400 names (SNS's XML
-/// `Throttling`) is not seen here; the SDK retries it, and the budget learns of the next.
+/// slows the budget down.
 #[derive(Debug)]
 struct Budgeted {
     http: SharedHttpClient,
@@ -118,19 +117,53 @@ impl HttpConnector for BudgetedConnector {
         self.budget.spend();
         let (inner, budget) = (self.inner.clone(), self.budget.clone());
         HttpConnectorFuture::new(async move {
-            let response = inner.call(request).await?;
+            let mut response = inner.call(request).await?;
+            let status = response.status().as_u16();
             let headers = response.headers();
             // JSON protocols name the error in a header; S3 throttles with 503 SlowDown.
             let code = headers
                 .get("x-amzn-ErrorType")
                 .or_else(|| headers.get("x-amzn-query-error"))
-                .unwrap_or_default();
-            if throttling(response.status().as_u16(), code) {
+                .unwrap_or_default()
+                .to_owned();
+            let throttled =
+                throttling(status, &code) || (code.is_empty() && status == 400 && xml_throttling(&mut response).await);
+            if throttled {
                 budget.throttled();
             }
             Ok(response)
         })
     }
+}
+
+/// The largest error body read for its code: AWS error documents are a few hundred bytes.
+const ERROR_BODY_LIMIT: u64 = 16 * 1024;
+
+/// Whether a 400 without an error header names throttling in its XML body, as SNS and the
+/// other Query services do (`<Code>Throttling</Code>`). The body is read into memory and put
+/// back for the SDK to parse.
+async fn xml_throttling(response: &mut HttpResponse) -> bool {
+    let body = response.take_body();
+    if body.content_length().is_none_or(|n| n > ERROR_BODY_LIMIT) {
+        *response.body_mut() = body;
+        return false;
+    }
+    let bytes = match aws_smithy_types::byte_stream::ByteStream::new(body).collect().await {
+        Ok(aggregated) => aggregated.into_bytes(),
+        // The SDK reports a broken body; an empty one makes it say so.
+        Err(_) => Default::default(),
+    };
+    let code = xml_error_code(&bytes).unwrap_or_default().to_owned();
+    *response.body_mut() = aws_smithy_types::body::SdkBody::from(bytes);
+    throttling(400, &code)
+}
+
+/// The first `<Code>` of an AWS XML error document.
+fn xml_error_code(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(text[start..start + len].trim())
 }
 
 /// Whether an answer says "slow down": 429, 503 (S3's SlowDown), or a throttling error code.
@@ -478,6 +511,30 @@ mod tests {
             assert_eq!(a, b);
             assert!(!a.contains("REQ1"), "{a}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_400_naming_throttling_in_its_xml_slows_the_budget_and_keeps_its_body() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        let answer = |code: &str| {
+            let body = format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>m</Message></Error></ErrorResponse>"
+            );
+            let status = StatusCode::try_from(400).expect("a status");
+            (HttpResponse::new(status, SdkBody::from(body.clone())), body)
+        };
+        let (mut throttled, body) = answer("Throttling");
+        assert!(xml_throttling(&mut throttled).await);
+        assert_eq!(throttled.body().bytes(), Some(body.as_bytes()), "put back for the SDK");
+        let (mut invalid, body) = answer("InvalidParameter");
+        assert!(!xml_throttling(&mut invalid).await);
+        assert_eq!(invalid.body().bytes(), Some(body.as_bytes()));
+        assert_eq!(
+            xml_error_code(b"<Error><Code> SlowDown </Code></Error>"),
+            Some("SlowDown")
+        );
+        assert_eq!(xml_error_code(b"not xml"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A request budget per ProviderConfig (`spec.rateLimit`), shared by every kind using it:
 //! the controller's requests towards one ProviderConfig stay within its rate whatever mix of
 //! kinds asks, another ProviderConfig's objects are not held up by it, and a throttling
-//! answer from the cloud halves the rate, which then grows back.
+//! answer from the cloud halves the rate, which then grows back; SNS's, named only in the
+//! XML body of a 400, included.
 //!
 //! Requests are counted by the controller's own `cloudkit_cloud_calls_total` (every attempt),
 //! sampled while the objects converge and resync.
@@ -10,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cloudkit_crds::{Bucket, Queue};
+use cloudkit_crds::{Bucket, Managed, Queue, Topic};
 use cloudkit_e2e::proxy::Proxy;
-use cloudkit_e2e::{Harness, eventually, ready_at_generation};
+use cloudkit_e2e::{Harness, eventually, ready_at_generation, ready_reason};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -142,21 +143,75 @@ async fn one_budget_per_provider_config_shared_by_every_kind() {
 }
 
 /// Answers every request with S3's 503 SlowDown, counting them.
-async fn slow_down(mut client: tokio::net::TcpStream, answered: Arc<AtomicUsize>) {
+async fn slow_down(client: tokio::net::TcpStream, answered: Arc<AtomicUsize>) {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+                <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    answer(client, answered, "503 Slow Down", body).await;
+}
+
+/// Answers every request as SNS does when throttling: a 400 that names `Throttling` in its
+/// XML body only (no error header).
+async fn sns_throttling(client: tokio::net::TcpStream, answered: Arc<AtomicUsize>) {
+    let body = "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error><Type>Sender</Type>\
+                <Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>e2e</RequestId></ErrorResponse>";
+    answer(client, answered, "400 Bad Request", body).await;
+}
+
+async fn answer(mut client: tokio::net::TcpStream, answered: Arc<AtomicUsize>, status: &str, body: &str) {
     let mut buf = [0u8; 16 * 1024];
     // One read takes the head (and a small body): enough to answer.
     if client.read(&mut buf).await.unwrap_or(0) == 0 {
         return;
     }
     answered.fetch_add(1, Ordering::SeqCst);
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-                <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
     let response = format!(
-        "HTTP/1.1 503 Slow Down\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = client.write_all(response.as_bytes()).await;
     let _ = client.shutdown().await;
+}
+
+/// SNS names throttling only in the XML of a 400: the budget hears it too.
+#[tokio::test]
+async fn sns_throttling_in_the_body_slows_the_budget() {
+    let h = Harness::new("snsthrottle").await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let proxy = Proxy::start(h.moto_port(), {
+        let answered = answered.clone();
+        move |client, _| sns_throttling(client, answered.clone())
+    })
+    .await;
+    h.provider_config_with("sns", &format!("http://127.0.0.1:{}", proxy.port), json!({}))
+        .await;
+    h.metrics_up().await;
+    let topic = format!("{}-t", h.ns);
+    h.apply::<Topic>(&topic, json!({"providerConfigRef": {"name": "sns"}}))
+        .await;
+    h.wait::<Topic>(&topic, "Ready", ready_at_generation).await;
+    proxy.set_up(false);
+    eventually("SNS's Throttling counted", || async {
+        budget_metric(&h, "cloudkit_rate_budget_throttled_total", "sns")
+            .await
+            .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    println!(
+        "{} requests answered SNS Throttling; the budget slowed",
+        answered.load(Ordering::SeqCst)
+    );
+    // What the SDK parses is the same answer: the Topic says the cloud throttled it.
+    let t = h
+        .wait::<Topic>(&topic, "Ready=False", |t| {
+            ready_reason(t).as_deref() == Some("ProviderError")
+        })
+        .await;
+    let message = cloudkit_e2e::condition(t.managed_status(), "Ready")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("Throttling"), "{message}");
+    proxy.set_up(true);
+    h.wait::<Topic>(&topic, "Ready", ready_at_generation).await;
 }
 
 #[tokio::test]
