@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cloudkit_crds::{Bucket, Managed, ProviderConfig, Queue, Table, Topic};
+use cloudkit_crds::{Bucket, Function, Managed, ProviderConfig, Queue, Table, Topic};
 use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -41,15 +41,19 @@ pub struct Options {
     pub kinds: Vec<BenchKind>,
 }
 
-/// The kinds the bench makes; Functions are left out: each needs an IAM role and a zip, and
-/// moto keeps every function's code in memory.
+/// The kinds the bench makes. Functions share one IAM role, made per run, and carry a
+/// one-line handler as their archive (moto runs no code, so it never unpacks it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchKind {
     Bucket,
     Queue,
     Topic,
     Table,
+    Function,
 }
+
+/// `def handler(e, c):\n    return 1\n`, base64: a Function's code.
+const FUNCTION_CODE: &str = "ZGVmIGhhbmRsZXIoZSwgYyk6CiAgICByZXR1cm4gMQo=";
 
 impl BenchKind {
     pub fn parse(text: &str) -> Option<Self> {
@@ -58,6 +62,7 @@ impl BenchKind {
             "queue" | "queues" => Some(Self::Queue),
             "topic" | "topics" => Some(Self::Topic),
             "table" | "tables" => Some(Self::Table),
+            "function" | "functions" => Some(Self::Function),
             _ => None,
         }
     }
@@ -68,18 +73,24 @@ impl BenchKind {
             Self::Queue => "Queue",
             Self::Topic => "Topic",
             Self::Table => "Table",
+            Self::Function => "Function",
         }
     }
 
-    /// The smallest spec of the kind: what a user would write first.
-    fn spec(self) -> Value {
+    /// The smallest spec of the kind: what a user would write first. `role`: the run's IAM
+    /// role, for Functions.
+    fn spec(self, role: &str) -> Value {
         match self {
             Self::Table => json!({"partitionKey": {"name": "id", "type": "String"}}),
+            Self::Function => json!({
+                "runtime": "python3.12", "handler": "app.handler",
+                "code": {"zipBase64": FUNCTION_CODE}, "aws": {"roleArn": role}
+            }),
             _ => json!({}),
         }
     }
 
-    pub const ALL: [Self; 4] = [Self::Bucket, Self::Queue, Self::Topic, Self::Table];
+    pub const ALL: [Self; 5] = [Self::Bucket, Self::Queue, Self::Topic, Self::Table, Self::Function];
 }
 
 /// The kinds of a run, as the table shows them.
@@ -192,6 +203,7 @@ fn track(h: &Harness, kinds: &[BenchKind]) -> (Tracker, Vec<tokio::task::JoinHan
             BenchKind::Queue => track_kind::<Queue>(h.api(), tracker.clone()),
             BenchKind::Topic => track_kind::<Topic>(h.api(), tracker.clone()),
             BenchKind::Table => track_kind::<Table>(h.api(), tracker.clone()),
+            BenchKind::Function => track_kind::<Function>(h.api(), tracker.clone()),
         })
         .collect();
     (tracker, tasks)
@@ -424,14 +436,15 @@ fn transient(e: &kube::Error) -> bool {
 }
 
 /// Creates the objects, `parallel` requests in flight in all.
-async fn create_all(h: &Harness, objects: &[Object], parallel: usize) {
+async fn create_all(h: &Harness, objects: &[Object], role: &str, parallel: usize) {
     futures::stream::iter(objects.iter().cloned())
         .map(|o| async move {
             match o.kind {
-                BenchKind::Bucket => create::<Bucket>(h.api(), o).await,
-                BenchKind::Queue => create::<Queue>(h.api(), o).await,
-                BenchKind::Topic => create::<Topic>(h.api(), o).await,
-                BenchKind::Table => create::<Table>(h.api(), o).await,
+                BenchKind::Bucket => create::<Bucket>(h.api(), o, role).await,
+                BenchKind::Queue => create::<Queue>(h.api(), o, role).await,
+                BenchKind::Topic => create::<Topic>(h.api(), o, role).await,
+                BenchKind::Table => create::<Table>(h.api(), o, role).await,
+                BenchKind::Function => create::<Function>(h.api(), o, role).await,
             }
         })
         .buffer_unordered(parallel)
@@ -439,11 +452,11 @@ async fn create_all(h: &Harness, objects: &[Object], parallel: usize) {
         .await;
 }
 
-async fn create<K: Managed>(api: Api<K>, o: Object) {
+async fn create<K: Managed>(api: Api<K>, o: Object, role: &str) {
     let name = o.name;
     let object: K = serde_json::from_value(json!({
         "apiVersion": "cloudkit.dev/v1alpha1", "kind": o.kind.as_str(),
-        "metadata": {"name": name}, "spec": o.kind.spec()
+        "metadata": {"name": name}, "spec": o.kind.spec(role)
     }))
     .expect("a valid object");
     // An overloaded etcd answers 500 "request timed out" (seen at N = 10,000 on a loaded
@@ -536,6 +549,19 @@ async fn left_in_cloud(h: &Harness, kinds: &[BenchKind]) -> usize {
                 }
                 n
             }
+            BenchKind::Function => {
+                let mut pages = h.lambda.list_functions().into_paginator().send();
+                let mut n = 0;
+                while let Some(page) = pages.next().await {
+                    n += page
+                        .expect("ListFunctions")
+                        .functions()
+                        .iter()
+                        .filter(|f| f.function_name().is_some_and(|name| name.starts_with(&prefix)))
+                        .count();
+                }
+                n
+            }
         };
     }
     left
@@ -580,6 +606,12 @@ pub async fn run(opts: &Options) -> Figures {
     } else {
         opts.kinds.clone()
     };
+    // One role for every Function of the run (no call when none is made).
+    let role = if kinds.contains(&BenchKind::Function) {
+        h.iam_role().await
+    } else {
+        String::new()
+    };
     let (tracker, watches) = track(&h, &kinds);
     let objects: Vec<Object> = (0..opts.n)
         .map(|i| Object {
@@ -591,7 +623,7 @@ pub async fn run(opts: &Options) -> Figures {
     let calls0 = h.cloud_call_total().await;
     let k8s0 = apiserver_requests(&h.client).await;
     let started = Instant::now();
-    create_all(&h, &objects, opts.client_parallel).await;
+    create_all(&h, &objects, &role, opts.client_parallel).await;
     f.create_secs = started.elapsed().as_secs_f64();
     // Generous: a slow machine still finishes; the figure says how slow.
     let limit = Duration::from_secs(120) + Duration::from_millis(200 * opts.n as u64);
@@ -682,7 +714,7 @@ pub async fn run(opts: &Options) -> Figures {
         };
         let key = probe.key();
         let sent = Instant::now();
-        create_all(&h, std::slice::from_ref(&probe), 1).await;
+        create_all(&h, std::slice::from_ref(&probe), &role, 1).await;
         let missing = wait_all(&tracker, std::slice::from_ref(&key), Duration::from_secs(60), |s| {
             s.ready.is_some()
         })
@@ -718,6 +750,7 @@ pub async fn run(opts: &Options) -> Figures {
                     BenchKind::Queue => delete::<Queue>(h.api(), o.name).await,
                     BenchKind::Topic => delete::<Topic>(h.api(), o.name).await,
                     BenchKind::Table => delete::<Table>(h.api(), o.name).await,
+                    BenchKind::Function => delete::<Function>(h.api(), o.name).await,
                 }
             }
         })

@@ -1,6 +1,6 @@
 //! The scale benchmark's smallest size (N = 100) as a smoke run, so that the benchmark
 //! itself cannot rot: 100 objects of every kind it makes (Buckets, Queues, Topics, Tables,
-//! 25 each) reach Ready, and after deleting them all nothing is left in the cluster or the
+//! Functions, 20 each) reach Ready, and after deleting them all nothing is left in the cluster or the
 //! cloud. The figures are printed, not judged (bigger sizes:
 //! `scripts/bench.sh scale 1000 10000`).
 

@@ -16,7 +16,7 @@ use cloudkit_e2e::bench::{self, BenchKind, Figures, Options};
 fn usage() -> ! {
     eprintln!(
         "usage: cloudkit-bench [--out FILE] [--label TEXT] [--idle SECS] [--resync SECS] [--probes K] \
-         [--kinds all|bucket,queue,topic,table] N..."
+         [--kinds all|bucket,queue,topic,table,function] N..."
     );
     std::process::exit(2);
 }
