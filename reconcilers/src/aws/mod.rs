@@ -247,66 +247,6 @@ impl Clients {
         .await
     }
 
-    pub(crate) async fn sqs(&self, ctx: &ProviderContext) -> aws_sdk_sqs::Client {
-        self.client(
-            ctx,
-            |c| &mut c.sqs,
-            |sdk| {
-                aws_sdk_sqs::Client::from_conf(
-                    aws_sdk_sqs::config::Builder::from(sdk)
-                        .interceptor(self.counter())
-                        .build(),
-                )
-            },
-        )
-        .await
-    }
-
-    pub(crate) async fn sns(&self, ctx: &ProviderContext) -> aws_sdk_sns::Client {
-        self.client(
-            ctx,
-            |c| &mut c.sns,
-            |sdk| {
-                aws_sdk_sns::Client::from_conf(
-                    aws_sdk_sns::config::Builder::from(sdk)
-                        .interceptor(self.counter())
-                        .build(),
-                )
-            },
-        )
-        .await
-    }
-
-    pub(crate) async fn lambda(&self, ctx: &ProviderContext) -> aws_sdk_lambda::Client {
-        self.client(
-            ctx,
-            |c| &mut c.lambda,
-            |sdk| {
-                aws_sdk_lambda::Client::from_conf(
-                    aws_sdk_lambda::config::Builder::from(sdk)
-                        .interceptor(self.counter())
-                        .build(),
-                )
-            },
-        )
-        .await
-    }
-
-    pub(crate) async fn dynamodb(&self, ctx: &ProviderContext) -> aws_sdk_dynamodb::Client {
-        self.client(
-            ctx,
-            |c| &mut c.dynamodb,
-            |sdk| {
-                aws_sdk_dynamodb::Client::from_conf(
-                    aws_sdk_dynamodb::config::Builder::from(sdk)
-                        .interceptor(self.counter())
-                        .build(),
-                )
-            },
-        )
-        .await
-    }
-
     /// A service client kept in `slot` of the ProviderConfig's entry, built on first use.
     async fn client<C: Clone>(
         &self,
@@ -387,6 +327,25 @@ impl Clients {
         self.configs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// The getters of the service clients that need nothing but the SDK configuration and the
+/// call counter.
+macro_rules! plain_clients {
+    ($($name:ident: $sdk:ident),+ $(,)?) => {
+        impl Clients {
+            $(
+                pub(crate) async fn $name(&self, ctx: &ProviderContext) -> $sdk::Client {
+                    self.client(ctx, |c| &mut c.$name, |sdk| {
+                        $sdk::Client::from_conf($sdk::config::Builder::from(sdk).interceptor(self.counter()).build())
+                    })
+                    .await
+                }
+            )+
+        }
+    };
+}
+
+plain_clients!(sqs: aws_sdk_sqs, sns: aws_sdk_sns, lambda: aws_sdk_lambda, dynamodb: aws_sdk_dynamodb);
 
 /// Splits the `tags.<key>` diffs into tags to set (with their wanted values) and keys to
 /// remove, for services that tag and untag key by key.
