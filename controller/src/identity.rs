@@ -14,6 +14,7 @@ use cloudkit_crds::DeletionPolicy;
 use cloudkit_crds::reason::Reason;
 
 use crate::error::Failure;
+use crate::finalizer;
 use crate::kinds::ManagedKind;
 
 pub const EXTERNAL_NAME: &str = "cloudkit.dev/external-name";
@@ -36,8 +37,8 @@ pub fn recorded<K: ManagedKind>(obj: &K) -> Option<String> {
 /// resourceVersion the caller read: if the object has changed since (a cache behind the
 /// API, another writer), nothing is written and the caller decides again on a fresh copy.
 ///
-/// `also`: more annotations for the same write (the managed keys, see shared_maps), so a
-/// new object costs one write fewer.
+/// `also`: more annotations for the same write (the managed keys, see shared_maps). The
+/// finalizer goes in the same write too: a new object costs one write for all three.
 pub async fn record_before_create<K: ManagedKind>(
     api: &Api<K>,
     obj: &K,
@@ -50,10 +51,14 @@ pub async fn record_before_create<K: ManagedKind>(
     annotations.insert(EXTERNAL_NAME.to_owned(), json!(name));
     annotations.insert(CREATE_PENDING.to_owned(), json!(now));
     annotations.insert(CREATE_FAILED.to_owned(), Value::Null);
-    let patch = json!({"metadata": {
+    let mut metadata = json!({
         "resourceVersion": obj.resource_version(),
         "annotations": annotations,
-    }});
+    });
+    if !finalizer::holds(obj) {
+        metadata["finalizers"] = finalizer::with_ours(obj);
+    }
+    let patch = json!({ "metadata": metadata });
     match api
         .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -10,11 +10,10 @@ use cloudkit_crds::provider_config::ProviderConfig;
 use cloudkit_crds::{DeletionPolicy, DriftPolicy, ManagedStatus, ManagementPolicy};
 use cloudkit_drift::FieldDiff;
 use cloudkit_reconcilers::rate_budget::Admission;
-use cloudkit_reconcilers::{CloudError, Clouds, Outputs, SharedMaps, Tagged};
+use cloudkit_reconcilers::{Clouds, Outputs, SharedMaps, Tagged};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
@@ -27,9 +26,8 @@ use crate::kinds::ManagedKind;
 use crate::metrics::Metrics;
 use crate::references::{self, Stores};
 use crate::status::{self, Outcome, READY, STALLED};
-use crate::{connection_secret, identity, provider, recovery, resync, shared_maps};
+use crate::{connection_secret, finalizer, identity, provider, recovery, resync, shared_maps};
 
-pub const FINALIZER: &str = "cloudkit.dev/finalizer";
 /// Bounds a whole reconcile. Each cloud call has its own timeouts (60 s an operation on AWS)
 /// and a reconcile makes a handful, so this is only reached by a hang nothing else bounds;
 /// then the worker is freed, and what was cut short is settled by the next run, as after a
@@ -41,7 +39,7 @@ pub struct Context {
     pub client: Client,
     pub clouds: Clouds,
     pub provider_configs: Store<ProviderConfig>,
-    pub recorder: Recorder,
+    pub recorder: crate::events::Recorder,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     pub stores: Stores,
@@ -101,21 +99,21 @@ pub async fn reconcile<K: ManagedKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result
         name: obj.name_any(),
     }));
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    if let Some(failure) = unserved(&*obj, &ctx).await {
-        let name = obj.desired_external_name();
-        report_failure(&api, &*obj, &ctx, &name, &failure, &mut obj.managed_status().cloned()).await?;
-        ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
-        // A human must pick another ProviderConfig; changing it wakes the object.
-        return Ok(Action::await_change());
-    }
-    let reconciled = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&api, &obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => cleanup(&api, &obj, &ctx).await,
+    let reconciled = async {
+        if obj.meta().deletion_timestamp.is_none() {
+            // The finalizer is added on the way, before anything is made (see finalizer.rs).
+            return apply(&api, &obj, &ctx).await;
         }
-    });
+        if !finalizer::holds(&*obj) {
+            // Nothing of ours to clean up; other finalizers are for others to release.
+            return Ok(Action::await_change());
+        }
+        let action = cleanup(&api, &obj, &ctx).await?;
+        finalizer::release(&api, &*obj).await?;
+        Ok(action)
+    };
     let result = match tokio::time::timeout(RECONCILE_TIMEOUT, reconciled).await {
-        Ok(result) => result.map_err(|e| Error::Finalizer(Box::new(e))),
+        Ok(result) => result,
         Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
     };
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
@@ -152,35 +150,9 @@ fn admit<K: ManagedKind>(obj: &K, ctx: &Context) -> Result<Admission, Duration> 
     })
 }
 
-/// Why an object that holds no finalizer yet should not get one: its ProviderConfig's cloud
-/// has no backend for its kind, so nothing will ever be made that needs cleaning up, and the
-/// object must stay deletable without the controller (uninstalled, or never upgraded).
-async fn unserved<K: ManagedKind>(obj: &K, ctx: &Context) -> Option<Failure> {
-    if obj.meta().deletion_timestamp.is_some() || obj.finalizers().iter().any(|f| f == FINALIZER) {
-        return None;
-    }
-    let provider = provider::resolve(
-        &ctx.client,
-        &ctx.provider_configs,
-        &ctx.secrets,
-        &obj.namespace().unwrap_or_default(),
-        &obj.managed().provider_config_ref.name,
-        &ctx.ambient,
-    )
-    .await
-    .ok()?;
-    match K::backend(&obj.placed(&provider.ctx), &ctx.clouds).await {
-        Err(unsupported @ CloudError::Unsupported { .. }) => Some(unsupported.into()),
-        _ => None,
-    }
-}
-
 pub fn error_policy<K: ManagedKind>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     let at_least = match err {
-        Error::Finalizer(inner) => match inner.as_ref() {
-            finalizer::Error::CleanupFailed(Error::Cleanup(failure)) => failure.retry_after(),
-            _ => None,
-        },
+        Error::Cleanup(failure) => failure.retry_after(),
         _ => None,
     };
     let delay = ctx.backoff.next(&backoff_key(&*obj), at_least);
@@ -317,6 +289,8 @@ async fn sync<K: ManagedKind>(
         shared_maps::keep_foreign(&mut desired, &found.state, applied_keys.as_ref());
     }
     if managed.management_policy == Some(ManagementPolicy::ObserveOnly) {
+        // Nothing is deleted on cleanup, but the connection Secret is.
+        finalizer::ensure(api, obj).await?;
         let seen = Seen {
             name,
             cloud: cloud.as_str(),
@@ -361,8 +335,13 @@ async fn sync<K: ManagedKind>(
     )?;
     let policy = managed.drift_policy.or(provider.drift_policy).unwrap_or_default();
     let vanished = decide::vanished(&decision, recorded.is_some() && identity::existed(obj), policy, name)?;
+    let first_create = decision == Decision::Create && recorded.is_none();
+    if !first_create {
+        // A new object's first create adds it with the external name, in one write.
+        finalizer::ensure(api, obj).await?;
+    }
     if decision == Decision::Create {
-        if recorded.is_none() {
+        if first_create {
             // The keys are recorded as managed before the create applies them: a create
             // that fails leaves a record of keys on nothing, which nothing reads.
             identity::record_before_create(api, obj, name, &now(), shared_maps::annotations(&requested)).await?;

@@ -2,7 +2,9 @@
 //! itself cannot rot: 100 objects of every kind it makes (Buckets, Queues, Topics, Tables,
 //! Functions, 20 each) reach Ready, and after deleting them all nothing is left in the cluster or the
 //! cloud. The figures are printed, not judged (bigger sizes:
-//! `scripts/bench.sh scale 1000 10000`).
+//! `scripts/bench.sh scale 1000 10000`), except the Kubernetes writes a new object costs:
+//! the finalizer rides on the external name's write, so five (name and finalizer,
+//! `Creating`, create succeeded, `Ready`, the `Created` Event), not six.
 
 use std::time::Duration;
 
@@ -22,4 +24,10 @@ async fn hundred_objects_of_every_kind_ready_then_all_gone() {
     assert_eq!(f.left_in_cluster, 0, "every object is released");
     assert_eq!(f.left_in_cloud, 0, "nothing is left in the cloud");
     assert!(f.resyncs_in_idle > 0, "quiet resyncs ran in the window");
+    // Room for a retried write or two on a busy machine, not for a sixth write each.
+    assert!(
+        f.k8s_writes_per_object <= 5.2,
+        "{} Kubernetes writes per object to converge, expected 5",
+        f.k8s_writes_per_object
+    );
 }
