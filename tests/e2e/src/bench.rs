@@ -732,8 +732,6 @@ pub async fn run(opts: &Options) -> Figures {
     f.first_reconcile_p99_ms = percentile(&first, 99.0);
     f.probe_ready_p50_ms = percentile(&ready, 50.0);
     f.probe_ready_p99_ms = percentile(&ready, 99.0);
-    let (_, peak_rss) = rss_mib(pid);
-    f.rss_peak_mib = peak_rss;
 
     // Delete everything; timed from the first delete sent to the last object gone, as the
     // watch sees it (not `kubectl delete --wait`, which polls each object in turn).
@@ -766,6 +764,8 @@ pub async fn run(opts: &Options) -> Figures {
     f.delete_calls_per_object = (h.cloud_call_total().await - calls4) as f64 / all.len() as f64;
     f.left_in_cloud = left_in_cloud(&h, &kinds).await;
     f.cpu_total_secs = cpu_secs(pid);
+    // The high-water mark of the whole run: deleting everything at once is the peak.
+    f.rss_peak_mib = rss_mib(pid).1;
     f.load.push(loadavg());
     for watch in watches {
         watch.abort();
