@@ -11,11 +11,9 @@
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-use cloudkit_crds::reason::Reason;
 
 use crate::error::{Error, Failure};
+use crate::identity;
 use crate::kinds::ManagedKind;
 
 pub const FINALIZER: &str = "cloudkit.dev/finalizer";
@@ -38,26 +36,13 @@ pub async fn ensure<K: ManagedKind>(api: &Api<K>, obj: &K) -> Result<(), Failure
     if holds(obj) {
         return Ok(());
     }
-    let patch = json!({"metadata": {
-        "resourceVersion": obj.resource_version(),
-        "finalizers": with_ours(obj),
-    }});
-    match api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Err(Failure::Retrying {
-            reason: Reason::KubernetesError,
-            message: "the object changed while its finalizer was being added; trying again".into(),
-            after: Some(Duration::from_secs(1)),
-        }),
-        Err(e) => Err(Failure::Retrying {
-            reason: Reason::KubernetesError,
-            message: format!("adding the finalizer {FINALIZER}: {e}"),
-            after: None,
-        }),
-    }
+    identity::patch_as_read(
+        api,
+        obj,
+        json!({ "finalizers": with_ours(obj) }),
+        &format!("adding the finalizer {FINALIZER}"),
+    )
+    .await
 }
 
 /// Removes the finalizer once cleanup is done. A JSON patch that tests the entry it removes,
@@ -91,11 +76,11 @@ mod tests {
     #[test]
     fn ours_is_added_after_the_others() {
         // Any object will do: only its metadata is read.
-        let mut bucket = ConfigMap::default();
-        assert!(!holds(&bucket));
-        bucket.metadata.finalizers = Some(vec!["other.io/keep".into()]);
-        assert_eq!(with_ours(&bucket), json!(["other.io/keep", FINALIZER]));
-        bucket.metadata.finalizers = Some(vec!["other.io/keep".into(), FINALIZER.into()]);
-        assert!(holds(&bucket));
+        let mut obj = ConfigMap::default();
+        assert!(!holds(&obj));
+        obj.metadata.finalizers = Some(vec!["other.io/keep".into()]);
+        assert_eq!(with_ours(&obj), json!(["other.io/keep", FINALIZER]));
+        obj.metadata.finalizers = Some(vec!["other.io/keep".into(), FINALIZER.into()]);
+        assert!(holds(&obj));
     }
 }

@@ -51,13 +51,23 @@ pub async fn record_before_create<K: ManagedKind>(
     annotations.insert(EXTERNAL_NAME.to_owned(), json!(name));
     annotations.insert(CREATE_PENDING.to_owned(), json!(now));
     annotations.insert(CREATE_FAILED.to_owned(), Value::Null);
-    let mut metadata = json!({
-        "resourceVersion": obj.resource_version(),
-        "annotations": annotations,
-    });
+    let mut metadata = json!({ "annotations": annotations });
     if !finalizer::holds(obj) {
         metadata["finalizers"] = finalizer::with_ours(obj);
     }
+    patch_as_read(api, obj, metadata, "recording the external name before creating").await
+}
+
+/// Merge-patches `metadata` onto the object only if it is still at the resourceVersion it
+/// was read at (a merge patch replaces lists whole, and a decision made on a stale copy
+/// must be made again). A conflict is retried soon, on a fresh copy.
+pub async fn patch_as_read<K: ManagedKind>(
+    api: &Api<K>,
+    obj: &K,
+    mut metadata: Value,
+    doing: &str,
+) -> Result<(), Failure> {
+    metadata["resourceVersion"] = json!(obj.resource_version());
     let patch = json!({ "metadata": metadata });
     match api
         .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
@@ -66,12 +76,12 @@ pub async fn record_before_create<K: ManagedKind>(
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Err(Failure::Retrying {
             reason: Reason::KubernetesError,
-            message: "the object changed while its creation was being decided; deciding again".into(),
+            message: format!("{doing}: the object changed meanwhile; deciding again"),
             after: Some(Duration::from_secs(1)),
         }),
         Err(e) => Err(Failure::Retrying {
             reason: Reason::KubernetesError,
-            message: format!("recording the external name before creating: {e}"),
+            message: format!("{doing}: {e}"),
             after: None,
         }),
     }
